@@ -1,0 +1,195 @@
+"""CastRay settings: one module, driven by environment variables.
+
+Defaults give the single-machine setup (SQLite, in-memory channel layer, worker inside the
+server, local Ray). `DATABASE_URL`, `REDIS_URL` and `RAY_ADDRESS` switch to production
+services. Bad values stop the process at start (see castray_site/env.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from castray_site.env import env_bool, env_float, env_int, env_list, env_size, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("CASTRAY_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    # A key from the environment wins; otherwise one is generated once and kept in the
+    # data directory (mode 0600), so no secret ever lives in the repository.
+    configured = env_str("DJANGO_SECRET_KEY")
+    if configured:
+        if len(configured) < 32:
+            raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters")
+        return configured
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "corsheaders",
+    "clusters",
+    "nodes",
+    "transfers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "castray_site.urls"
+ASGI_APPLICATION = "castray_site.asgi.application"
+WSGI_APPLICATION = "castray_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "castray.sqlite3",
+            "OPTIONS": {
+                # The worker thread and the web server write at once: WAL lets readers
+                # go on during a write, IMMEDIATE avoids upgrade deadlocks.
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CASTRAY_REDIS_PREFIX", "castray")},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "castray_site.api_errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CastRay API",
+    "DESCRIPTION": "Distribute files and messages across the nodes of a Ray cluster.",
+    "VERSION": "1.0.0",
+}
+
+CORS_ALLOWED_ORIGINS = env_list("CASTRAY_CORS_ORIGINS", [])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"castray": {"handlers": ["console"], "level": env_str("CASTRAY_LOG_LEVEL", "INFO")}},
+}
+
+# --- CastRay ---------------------------------------------------------------------------
+# Ray: empty means start a local instance on demand.
+RAY_ADDRESS = env_str("RAY_ADDRESS")
+CASTRAY_RAY_NAMESPACE = env_str("CASTRAY_RAY_NAMESPACE", "castray")
+# Ship the data-plane code to the Ray workers (needed when other hosts lack a checkout).
+CASTRAY_RAY_SHIP_CODE = env_bool("CASTRAY_RAY_SHIP_CODE", bool(RAY_ADDRESS))
+CASTRAY_STORAGE_DIR = Path(env_str("CASTRAY_STORAGE_DIR", str(DATA_DIR / "storage"))).resolve()
+CASTRAY_CHUNK_SIZE = env_size("CASTRAY_CHUNK_SIZE", 4 * 1024 * 1024)
+if not 64 * 1024 <= CASTRAY_CHUNK_SIZE <= 64 * 1024 * 1024:
+    raise ImproperlyConfigured("CASTRAY_CHUNK_SIZE must be between 64KiB and 64MiB")
+# The worker runs inside the server process unless a production database is configured.
+CASTRAY_WORKER_IN_PROCESS = env_bool("CASTRAY_WORKER_IN_PROCESS", not DATABASE_URL)
+CASTRAY_LEASE_SECONDS = env_int("CASTRAY_LEASE_SECONDS", 30, minimum=5)
+CASTRAY_HEARTBEAT_SECONDS = env_float("CASTRAY_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
+CASTRAY_OFFLINE_AFTER_SECONDS = env_float("CASTRAY_OFFLINE_AFTER_SECONDS", 10.0, minimum=1.0)
+CASTRAY_PROGRESS_INTERVAL = env_float("CASTRAY_PROGRESS_INTERVAL", 0.5, minimum=0.05)
+CASTRAY_MAX_ACTIVE_TRANSFERS = env_int("CASTRAY_MAX_ACTIVE_TRANSFERS", 8, minimum=1)
+CASTRAY_IO_TIMEOUT = env_float("CASTRAY_IO_TIMEOUT", 60.0, minimum=1.0)
+CASTRAY_MAX_UPLOAD_SIZE = env_size("CASTRAY_MAX_UPLOAD_SIZE", 10 * 1024**3)

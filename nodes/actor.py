@@ -1,0 +1,219 @@
+"""`CastNode`: the Ray actor behind one CastRay node.
+
+It owns a storage directory and a TCP listener on the host's reachable address, receives
+files from other nodes, sends files down distribution trees and reports progress. The
+worker calls it through Ray; it knows nothing of Django.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from nodes.storage import META_DIR, PART_SUFFIX, Digester, ManifestCache, resolve_in
+from transfers.engine import ChunkSource, Limits, Progress, Receiver, manifest_for, send_children
+
+log = logging.getLogger("castray.actor")
+
+
+def peak_rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux: the peak resident memory of this actor process.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CastNode:
+    """One CastRay node. Created by the worker with `ray.remote(CastNode).options(...)`."""
+
+    def __init__(
+        self,
+        name: str,
+        storage_dir: str,
+        secret: bytes,
+        *,
+        port: int = 0,
+        io_timeout: float = 60.0,
+        bind_address: str | None = None,
+    ) -> None:
+        import ray  # only inside the actor: the control plane imports this module's helpers
+
+        self.name = name
+        self.root = Path(storage_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.secret = secret
+        self.limits = Limits(io_timeout=io_timeout)
+        self.progress = Progress()
+        self.manifests = ManifestCache(self.root)
+        self.counters = {"bytes_sent": 0}
+        self.ray_node_id = ray.get_runtime_context().get_node_id()
+        # Advertise the address other hosts reach this Ray node on, never localhost alone.
+        self.address = bind_address or ray.util.get_node_ip_address()
+        self.listener = socket.create_server((self.address, port), backlog=128, reuse_port=False)
+        self.port = self.listener.getsockname()[1]
+        self.started = time.time()
+        self._stopping = False
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True, name="accept")
+        self._accept_thread.start()
+
+    # --- listener -------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        while not self._stopping:
+            try:
+                conn, _peer = self.listener.accept()
+            except OSError:
+                if self._stopping:
+                    return
+                time.sleep(0.05)
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True, name="recv").start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            Receiver(
+                root=self.root,
+                secret=self.secret,
+                progress=self.progress,
+                manifests=self.manifests,
+                limits=self.limits,
+                counters=self.counters,
+            ).handle(conn)
+
+    # --- worker-facing methods --------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "ray_node_id": self.ray_node_id,
+            "pid": os.getpid(),
+            "storage_dir": str(self.root),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "bytes_sent": self.counters["bytes_sent"],
+            "time": time.time(),
+        }
+
+    def cast(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Send `plan["name"]` to the tree under this node; return each target's result."""
+        started = time.time()
+        name = plan["name"]
+        try:
+            path, manifest = manifest_for(self.root, self.manifests, name, int(plan["chunk_size"]))
+        except (OSError, ValueError) as exc:
+            reason = f"source file unavailable on {self.name}: {exc}"
+            return {"ok": False, "error": reason, "results": {}}
+        if plan.get("sha256") and plan["sha256"] != manifest.sha256:
+            return {"ok": False, "error": f"{name} changed on {self.name} since the cast was queued", "results": {}}
+        before = self.counters["bytes_sent"]
+        source = ChunkSource.from_manifest(path, manifest)
+        results, threads = send_children(
+            source,
+            plan["children"],
+            transfer=int(plan["transfer"]),
+            name=plan.get("dest_name", name),
+            secret=self.secret,
+            limits=self.limits,
+            counters=self.counters,
+        )
+        for thread in threads:
+            thread.join()
+        return {
+            "ok": True,
+            "size": manifest.size,
+            "sha256": manifest.sha256,
+            "results": results,
+            "source_bytes": self.counters["bytes_sent"] - before,
+            "seconds": time.time() - started,
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
+
+    def progress_of(self, transfer: int) -> dict[str, dict[str, Any]]:
+        return self.progress.snapshot(transfer)
+
+    def forget(self, transfer: int) -> None:
+        self.progress.forget(transfer)
+
+    def file_info(self, name: str, chunk_size: int) -> dict[str, Any]:
+        path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
+        return {"name": name, "size": manifest.size, "sha256": manifest.sha256}
+
+    def list_files(self) -> list[dict[str, Any]]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not (Path(dirpath) == self.root and d == META_DIR)]
+            for filename in filenames:
+                path = Path(dirpath) / filename
+                rel = str(path.relative_to(self.root))
+                st = path.lstat()
+                out.append(
+                    {
+                        "name": rel,
+                        "size": st.st_size,
+                        "modified": st.st_mtime,
+                        "partial": filename.endswith(PART_SUFFIX),
+                        "sha256": self.manifests.peek_sha256(rel, path),
+                    }
+                )
+        return sorted(out, key=lambda row: row["name"])
+
+    def delete_file(self, name: str) -> bool:
+        path = resolve_in(self.root, name)
+        if not path.is_file():
+            return False
+        path.unlink()
+        return True
+
+    def generate_file(self, name: str, size: int, content: str, chunk_size: int) -> dict[str, Any]:
+        """Write a file of exactly `size` bytes and record its manifest while writing."""
+        path = resolve_in(self.root, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + PART_SUFFIX)
+        digester = Digester(chunk_size)
+        block = _content_block(content, min(chunk_size, 4 * 1024 * 1024))
+        with open(tmp, "wb") as handle:
+            written = 0
+            while written < size:
+                piece = block(written, min(len_block(chunk_size), size - written))
+                handle.write(piece)
+                digester.update(piece)
+                written += len(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        manifest = digester.manifest()
+        self.manifests.put(name, path, manifest)
+        return {"name": name, "size": manifest.size, "sha256": manifest.sha256}
+
+    def storage_usage(self) -> dict[str, int]:
+        usage = shutil.disk_usage(self.root)
+        return {"total": usage.total, "free": usage.free}
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+
+
+def len_block(chunk_size: int) -> int:
+    return min(chunk_size, 4 * 1024 * 1024)
+
+
+def _content_block(content: str, length: int):  # type: ignore[no-untyped-def]
+    """Return a function (offset, n) -> bytes producing the generator's content."""
+    if content == "random":
+        return lambda _offset, n: os.urandom(n)
+    if content == "text":
+        line = b"CastRay test data: the quick brown fox jumps over the lazy dog 0123456789\n"
+        text = line * (length // len(line) + 2)
+        return lambda offset, n: text[offset % len(line) : offset % len(line) + n]
+    if content == "pattern":
+        pattern = bytes(range(256)) * (length // 256 + 2)
+        return lambda offset, n: pattern[offset % 256 : offset % 256 + n]
+    raise ValueError(f"unknown content {content!r}; use text, random or pattern")

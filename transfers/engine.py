@@ -1,0 +1,471 @@
+"""The byte-moving half of a cast: sending a file down a tree and receiving it safely.
+
+Runs inside a node actor's threads. A receiver writes `<name>.part`, verifies each chunk's
+CRC32 and the whole file's SHA-256, fsyncs and renames into place; a relay forwards every
+chunk to its children (from its own `.part`, with sendfile) as soon as the chunk is on disk.
+Must not import Django.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodes.storage import (
+    META_DIR,
+    PART_SUFFIX,
+    Manifest,
+    ManifestCache,
+    UnsafePath,
+    chunk_count,
+    compute_manifest,
+    resolve_in,
+)
+from transfers import wire
+
+log = logging.getLogger("castray.engine")
+
+# How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
+RECORD_EVERY = 64 * 1024 * 1024
+
+
+class Progress:
+    """Thread-safe table of what this node is doing for each (transfer, target)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def set(self, transfer: int, target: int, **fields: Any) -> None:
+        with self._lock:
+            row = self._rows.setdefault((transfer, target), {"bytes_done": 0, "status": "pending"})
+            row.update(fields)
+            row["updated"] = time.time()
+
+    def add_bytes(self, transfer: int, target: int, n: int) -> None:
+        with self._lock:
+            row = self._rows.setdefault((transfer, target), {"bytes_done": 0, "status": "receiving"})
+            row["bytes_done"] += n
+
+    def snapshot(self, transfer: int | None = None) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {f"{t}:{g}": dict(row) for (t, g), row in self._rows.items() if transfer is None or t == transfer}
+
+    def forget(self, transfer: int) -> None:
+        with self._lock:
+            for key in [k for k in self._rows if k[0] == transfer]:
+                del self._rows[key]
+
+
+@dataclass
+class ChunkSource:
+    """A file that chunks are sent from: a finished file, or a `.part` still being received."""
+
+    path: Path
+    size: int
+    chunk_size: int
+    sha256: str
+    crcs: list[int | None]
+    complete: bool = True
+    failed: str | None = None
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @classmethod
+    def from_manifest(cls, path: Path, manifest: Manifest) -> ChunkSource:
+        return cls(path, manifest.size, manifest.chunk_size, manifest.sha256, list(manifest.crcs))
+
+    def chunk_len(self, index: int) -> int:
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    def mark(self, index: int, crc: int) -> None:
+        with self.cond:
+            self.crcs[index] = crc
+            self.cond.notify_all()
+
+    def finish(self, error: str | None = None) -> None:
+        with self.cond:
+            self.complete = error is None
+            self.failed = error
+            self.cond.notify_all()
+
+    def wait_chunk(self, index: int, timeout: float) -> int:
+        """Block until chunk `index` is on disk here; return its CRC32."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.crcs[index] is None:
+                if self.failed:
+                    raise ConnectionError(f"upstream failed: {self.failed}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"chunk {index} did not arrive upstream within {timeout:.0f}s")
+                self.cond.wait(left)
+            return self.crcs[index]  # type: ignore[return-value]
+
+
+@dataclass
+class Limits:
+    io_timeout: float = 60.0
+
+
+def send_subtree(
+    source: ChunkSource,
+    plan: dict[str, Any],
+    *,
+    transfer: int,
+    name: str,
+    secret: bytes,
+    limits: Limits,
+    counters: dict[str, int],
+    handle: Any,
+) -> dict[str, dict[str, Any]]:
+    """Send the file to one child (`plan`), which relays to its own children.
+
+    Returns the result of every target in that subtree, keyed by target id (as text). A
+    child that cannot be reached fails with its subtree, each with the reason.
+    """
+    target = int(plan["target"])
+    offer = {
+        "transfer": transfer,
+        "target": target,
+        "name": name,
+        "size": source.size,
+        "sha256": source.sha256,
+        "chunk_size": source.chunk_size,
+        "children": plan.get("children", []),
+    }
+    offer["mac"] = wire.sign(secret, offer)
+    try:
+        with socket.create_connection((plan["address"], int(plan["port"])), timeout=10) as sock:
+            sock.settimeout(limits.io_timeout)
+            wire.send_json(sock, offer, magic=True)
+            answer = wire.recv_json(sock)
+            if isinstance(answer.get("results"), dict):
+                return answer["results"]  # refused before it got as far as answering
+            status = answer.get("status")
+            if status == "error":
+                return _fail_subtree(plan, f"{plan.get('node', target)} refused the file: {answer.get('error')}")
+            if status == "ready":
+                have = wire.bitmap_from_hex(answer.get("have", ""), len(source.crcs))
+                for index in range(len(source.crcs)):
+                    if wire.bit_get(have, index):
+                        continue
+                    crc = source.wait_chunk(index, limits.io_timeout)
+                    length = source.chunk_len(index)
+                    offset = index * source.chunk_size
+                    sock.sendall(wire.CHUNK.pack(index, offset, length, crc))
+                    sent = sock.sendfile(handle, offset, length)
+                    if sent != length:
+                        raise ConnectionError(f"sent {sent} of {length} bytes of chunk {index}")
+                    counters["bytes_sent"] += length
+                sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
+            # The receiver verifies, fsyncs and waits for its own subtree before it answers;
+            # allow for that at a slow 1 MiB/s rather than hanging forever on a lost host.
+            sock.settimeout(limits.io_timeout + source.size / (1024 * 1024))
+            result = wire.recv_json(sock)
+    except (OSError, wire.ProtocolError, TimeoutError) as exc:
+        return _fail_subtree(plan, f"link to {plan.get('node', target)} failed: {exc}")
+    finally:
+        handle.close()
+    results = result.get("results")
+    if not isinstance(results, dict):
+        return _fail_subtree(plan, f"{plan.get('node', target)} sent no result")
+    return results
+
+
+def _fail_subtree(plan: dict[str, Any], reason: str) -> dict[str, dict[str, Any]]:
+    out = {str(plan["target"]): {"status": "failed", "error": reason}}
+    for child in plan.get("children", []):
+        out.update(_fail_subtree(child, reason))
+    return out
+
+
+def send_children(
+    source: ChunkSource,
+    children: list[dict[str, Any]],
+    **kwargs: Any,
+) -> tuple[dict[str, dict[str, Any]], list[threading.Thread]]:
+    """Start one sender thread per child; the caller joins them, then reads the results."""
+    results: dict[str, dict[str, Any]] = {}
+    threads = []
+
+    def run(child: dict[str, Any], handle: Any) -> None:
+        results.update(send_subtree(source, child, handle=handle, **kwargs))
+
+    for child in children:
+        # Opened now, before the .part can be renamed: the handle follows the inode.
+        handle = open(source.path, "rb")  # noqa: SIM115 - closed by send_subtree
+        thread = threading.Thread(target=run, args=(child, handle), daemon=True, name=f"send-{child['target']}")
+        thread.start()
+        threads.append(thread)
+    return results, threads
+
+
+class Receiver:
+    """Receives one file on one accepted connection, relaying it to the offer's children."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        secret: bytes,
+        progress: Progress,
+        manifests: ManifestCache,
+        limits: Limits,
+        counters: dict[str, int],
+    ) -> None:
+        self.root = root
+        self.secret = secret
+        self.progress = progress
+        self.manifests = manifests
+        self.limits = limits
+        self.counters = counters
+
+    def handle(self, sock: socket.socket) -> None:
+        sock.settimeout(self.limits.io_timeout)
+        try:
+            offer = wire.recv_json(sock, magic=True)
+        except (OSError, wire.ProtocolError) as exc:
+            log.warning("dropped a connection before its offer: %s", exc)
+            return
+        if not wire.verify(self.secret, offer):
+            wire.send_json(sock, {"status": "error", "error": "offer is not signed with this cluster's key"})
+            return
+        transfer, target = int(offer["transfer"]), int(offer["target"])
+        self.progress.set(
+            transfer, target, status="receiving", started=time.time(), bytes_done=0, size=int(offer["size"])
+        )
+        try:
+            outcome = self._receive(sock, offer, transfer, target)
+        except (OSError, wire.ProtocolError, TimeoutError, UnsafePath) as exc:
+            outcome = {"status": "failed", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a receiver must report, never die silently
+            log.exception("receiver failed")
+            outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        results, relay_threads = outcome.pop("subtree", ({}, []))
+        for thread in relay_threads:
+            thread.join()
+        self.progress.set(transfer, target, finished=time.time(), **outcome)
+        results[str(target)] = outcome
+        # Children this node never reached fail with its reason rather than vanish.
+        for child in offer.get("children") or []:
+            for key, row in _fail_subtree(child, f"relay {target} failed: {outcome.get('error')}").items():
+                results.setdefault(key, row)
+        try:
+            wire.send_json(sock, {"results": results})
+        except OSError:
+            pass
+
+    def _receive(self, sock: socket.socket, offer: dict[str, Any], transfer: int, target: int) -> dict[str, Any]:
+        size, chunk_size, sha256 = int(offer["size"]), int(offer["chunk_size"]), str(offer["sha256"])
+        if size < 0 or not 1 <= chunk_size <= 256 * 1024 * 1024:
+            raise wire.ProtocolError("offer has an invalid size or chunk size")
+        name = str(offer["name"])
+        dest = resolve_in(self.root, name)
+        count = chunk_count(size, chunk_size)
+        children = offer.get("children") or []
+
+        if dest.is_file() and dest.stat().st_size == size and self._sha_of(name, dest, chunk_size) == sha256:
+            wire.send_json(sock, {"status": "skip"})
+            subtree = self._relay_from_file(dest, name, transfer, children, chunk_size)
+            return {"status": "skipped", "bytes_done": 0, "subtree": subtree}
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + PART_SUFFIX)
+        record_path = self._record_path(name)
+        have = self._load_record(record_path, part, size, chunk_size, sha256, count)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+            source = ChunkSource(part, size, chunk_size, sha256, [None] * count, complete=False)
+            wire.send_json(sock, {"status": "ready", "have": wire.bitmap_to_hex(have)})
+            subtree = send_children(
+                source,
+                children,
+                transfer=transfer,
+                name=name,
+                secret=self.secret,
+                limits=self.limits,
+                counters=self.counters,
+            )
+            try:
+                result = self._receive_chunks(sock, fd, source, have, record_path, transfer, target)
+            except (OSError, wire.ProtocolError, TimeoutError, ValueError) as exc:
+                # Children stop waiting for chunks that will not come, and fail with this reason.
+                source.finish(str(exc))
+                result = {"status": "failed", "error": str(exc)}
+            result["subtree"] = subtree
+            return result
+        finally:
+            os.close(fd)
+
+    def _receive_chunks(
+        self,
+        sock: socket.socket,
+        fd: int,
+        source: ChunkSource,
+        have: bytearray,
+        record_path: Path,
+        transfer: int,
+        target: int,
+    ) -> dict[str, Any]:
+        count, size, chunk_size = len(source.crcs), source.size, source.chunk_size
+        # Chunks already held (resume) can be relayed at once; their CRC is read back lazily.
+        for index in range(count):
+            if wire.bit_get(have, index):
+                source.mark(index, _crc_of_range(fd, index * chunk_size, source.chunk_len(index)))
+        resumed = any(have)
+        sha = hashlib.sha256()
+        next_index = 0
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        received = 0
+        since_record = 0
+        while True:
+            index, offset, length, crc = wire.recv_chunk_header(sock)
+            if index == wire.END_INDEX:
+                break
+            if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
+                raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
+            payload = view[:length]
+            wire.recv_exact(sock, payload)
+            actual = zlib.crc32(payload)
+            if actual != crc:
+                raise wire.ProtocolError(
+                    f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x}); "
+                    "nothing was written under the final name"
+                )
+            os.pwrite(fd, payload, offset)
+            if not resumed and index == next_index:
+                sha.update(payload)
+                next_index += 1
+            else:
+                resumed = True
+            wire.bit_set(have, index)
+            source.mark(index, crc)
+            received += length
+            since_record += length
+            self.progress.add_bytes(transfer, target, length)
+            if since_record >= RECORD_EVERY:
+                os.fdatasync(fd)
+                self._save_record(record_path, source, have)
+                since_record = 0
+        missing = count - wire.bit_count(have, count)
+        if missing:
+            self._save_record(record_path, source, have)
+            raise ConnectionError(f"sender finished with {missing} of {count} chunks missing")
+
+        self.progress.set(transfer, target, status="verifying")
+        digest = sha.hexdigest() if not resumed else _sha_of_fd(fd, size)
+        if digest != source.sha256:
+            # The data is wrong somewhere: resuming from it would be wrong too.
+            os.unlink(source.path)
+            record_path.unlink(missing_ok=True)
+            raise ValueError(f"SHA-256 mismatch: got {digest}, expected {source.sha256}")
+        os.fsync(fd)
+        source.finish()
+        dest = source.path.with_name(source.path.name[: -len(PART_SUFFIX)])
+        os.replace(source.path, dest)
+        _fsync_dir(dest.parent)
+        record_path.unlink(missing_ok=True)
+        name = str(dest.relative_to(self.root))
+        self.manifests.put(name, dest, Manifest(size, digest, chunk_size, list(source.crcs)))  # type: ignore[arg-type]
+        return {"status": "completed", "bytes_done": received, "sha256": digest}
+
+    def _relay_from_file(
+        self, path: Path, name: str, transfer: int, children: list[dict[str, Any]], chunk_size: int
+    ) -> tuple[dict[str, dict[str, Any]], list[threading.Thread]]:
+        if not children:
+            return {}, []
+        manifest = self.manifests.get(name, path, chunk_size)
+        source = ChunkSource.from_manifest(path, manifest)
+        return send_children(
+            source,
+            children,
+            transfer=transfer,
+            name=name,
+            secret=self.secret,
+            limits=self.limits,
+            counters=self.counters,
+        )
+
+    def _sha_of(self, name: str, path: Path, chunk_size: int) -> str:
+        cached = self.manifests.peek_sha256(name, path)
+        return cached if cached else self.manifests.get(name, path, chunk_size).sha256
+
+    def _record_path(self, name: str) -> Path:
+        return self.root / META_DIR / "partial" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
+
+    @staticmethod
+    def _load_record(record: Path, part: Path, size: int, chunk_size: int, sha256: str, count: int) -> bytearray:
+        try:
+            stored = json.loads(record.read_text())
+            if (
+                part.exists()
+                and stored["sha256"] == sha256
+                and stored["size"] == size
+                and stored["chunk_size"] == chunk_size
+            ):
+                return wire.bitmap_from_hex(stored["have"], count)
+        except (OSError, ValueError, KeyError, TypeError, wire.ProtocolError):
+            pass
+        return wire.new_bitmap(count)
+
+    @staticmethod
+    def _save_record(record: Path, source: ChunkSource, have: bytearray) -> None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "sha256": source.sha256,
+                    "size": source.size,
+                    "chunk_size": source.chunk_size,
+                    "have": wire.bitmap_to_hex(have),
+                }
+            )
+        )
+        os.replace(tmp, record)
+
+
+def _crc_of_range(fd: int, offset: int, length: int) -> int:
+    return zlib.crc32(os.pread(fd, length, offset))
+
+
+def _sha_of_fd(fd: int, size: int) -> str:
+    sha = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(8 * 1024 * 1024, size - offset), offset)
+        if not data:
+            break
+        sha.update(data)
+        offset += len(data)
+    return sha.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> tuple[Path, Manifest]:
+    path = resolve_in(root, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} does not exist in this node's storage")
+    return path, manifests.get(name, path, chunk_size)
+
+
+__all__ = ["ChunkSource", "Limits", "Progress", "Receiver", "compute_manifest", "manifest_for", "send_children"]

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from nodes.models import Node
+
+
+class TransferQuerySet(models.QuerySet["Transfer"]):
+    def active(self) -> TransferQuerySet:
+        return self.filter(status__in=[Transfer.Status.QUEUED, Transfer.Status.RUNNING])
+
+    def queued(self) -> TransferQuerySet:
+        return self.filter(status=Transfer.Status.QUEUED).order_by("-priority", "created_at", "id")
+
+
+class Transfer(models.Model):
+    """One cast of one file from a source node to one or more target nodes."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        PARTIAL = "partial"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Mode(models.TextChoices):
+        TCP = "tcp"
+
+    FINAL = (Status.COMPLETED, Status.PARTIAL, Status.FAILED, Status.CANCELLED)
+
+    source = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="sent_transfers")
+    file_name = models.CharField(max_length=1024)
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TCP)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    priority = models.IntegerField(default=0)
+    chunk_size = models.PositiveIntegerField(default=0, help_text="0: the configured default.")
+    tree = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="transfers"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    source_bytes_sent = models.BigIntegerField(default=0)
+    relay_bytes_sent = models.BigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    # Claim and lease: the worker that runs the cast renews this; an expired lease means
+    # the worker died and the cast may be recovered exactly once.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+
+    objects = TransferQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"]),
+            models.Index(fields=["-created_at", "-id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.file_name} from {self.source_id} ({self.status})"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def rate(self) -> float | None:
+        """Bytes per second of the whole cast (one copy of the file over its duration)."""
+        duration = self.duration
+        if duration and self.size is not None:
+            return self.size / duration if duration > 0 else None
+        return None
+
+
+class Target(models.Model):
+    """One recipient of a transfer, with what happened there."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RECEIVING = "receiving"
+        VERIFYING = "verifying"
+        COMPLETED = "completed"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINAL = (Status.COMPLETED, Status.SKIPPED, Status.FAILED, Status.CANCELLED)
+
+    transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="targets")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="targets")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    bytes_done = models.BigIntegerField(default=0)
+    rate = models.FloatField(null=True, blank=True, help_text="Bytes per second.")
+    parent = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["transfer_id", "node__name"]
+        constraints = [models.UniqueConstraint(fields=["transfer", "node"], name="one_target_per_node")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} of #{self.transfer_id} ({self.status})"

@@ -1,0 +1,276 @@
+"""Writes to transfers and targets. The API, the admin and the worker all call these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from nodes.models import Node
+from nodes.storage import clean_name
+from transfers.events import STATUS_GROUP, TargetState, TransferEvent, publish, transfer_group
+from transfers.models import Target, Transfer
+
+
+class CastError(ValueError):
+    """A cast request that cannot be carried out; `field` names what to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def publish_transfer(transfer: Transfer) -> None:
+    targets: list[TargetState] = [
+        {
+            "id": t.pk,
+            "node": t.node.name,
+            "status": t.status,
+            "bytes_done": t.bytes_done,
+            "rate": t.rate,
+            "error": t.error,
+        }
+        for t in transfer.targets.select_related("node")
+    ]
+    event: TransferEvent = {
+        "type": "transfer.update",
+        "transfer": transfer.pk,
+        "status": transfer.status,
+        "size": transfer.size,
+        "error": transfer.error,
+        "targets": targets,
+    }
+    publish([STATUS_GROUP, transfer_group(transfer.pk)], event)
+
+
+@transaction.atomic
+def transfer_create(
+    *,
+    source: Node,
+    file_name: str,
+    targets: Iterable[Node],
+    requested_by: AbstractBaseUser | None = None,
+    mode: str = Transfer.Mode.TCP,
+    priority: int = 0,
+) -> Transfer:
+    """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets."""
+    try:
+        name = clean_name(file_name)
+    except ValueError as exc:
+        raise CastError("file_name", str(exc)) from None
+    target_list = list(dict.fromkeys(targets))
+    if not target_list:
+        raise CastError("targets", "choose at least one target node")
+    if source in target_list:
+        raise CastError("targets", f"{source.name} is the source; a node cannot cast to itself")
+    if not source.enabled:
+        raise CastError("source", f"source node {source.name} is disabled; enable it first")
+    disabled = [n.name for n in target_list if not n.enabled]
+    if disabled:
+        raise CastError("targets", f"target node(s) {', '.join(disabled)} are disabled; enable them or leave them out")
+    transfer = Transfer.objects.create(
+        source=source,
+        file_name=name,
+        mode=mode,
+        priority=priority,
+        requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
+    )
+    Target.objects.bulk_create([Target(transfer=transfer, node=node) for node in target_list])
+    publish_transfer(transfer)
+    return transfer
+
+
+def transfer_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[Transfer]:
+    """Atomically claim up to `limit` queued transfers, highest priority first.
+
+    The claim is a compare-and-swap on status, so two workers never run the same cast; on
+    PostgreSQL the candidates are also locked with SKIP LOCKED so workers do not contend.
+    """
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    claimed: list[Transfer] = []
+    with transaction.atomic():
+        candidates = Transfer.objects.queued()
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("id", flat=True)[:limit])
+        for pk in ids:
+            won = Transfer.objects.filter(pk=pk, status=Transfer.Status.QUEUED).update(
+                status=Transfer.Status.RUNNING,
+                lease_owner=worker_id,
+                lease_expires=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+            )
+            if won:
+                claimed.append(Transfer.objects.select_related("source").get(pk=pk))
+    for transfer in claimed:
+        publish_transfer(transfer)
+    return claimed
+
+
+def transfer_renew_leases(*, worker_id: str, transfer_ids: list[int], lease_seconds: int) -> int:
+    if not transfer_ids:
+        return 0
+    return Transfer.objects.filter(pk__in=transfer_ids, status=Transfer.Status.RUNNING, lease_owner=worker_id).update(
+        lease_expires=timezone.now() + timedelta(seconds=lease_seconds)
+    )
+
+
+def transfer_recover_expired(*, worker_id: str) -> list[int]:
+    """Requeue running transfers whose worker's lease ran out. Each is recovered once.
+
+    The update matches the exact lease it saw, so if two workers race only one wins.
+    Targets that finished keep their result; the rest go back to pending and resume.
+    """
+    now = timezone.now()
+    recovered = []
+    stale = Transfer.objects.filter(status=Transfer.Status.RUNNING, lease_expires__lt=now).exclude(
+        lease_owner=worker_id
+    )
+    for pk, owner, expires in stale.values_list("id", "lease_owner", "lease_expires"):
+        with transaction.atomic():
+            won = Transfer.objects.filter(
+                pk=pk, status=Transfer.Status.RUNNING, lease_owner=owner, lease_expires=expires
+            ).update(status=Transfer.Status.QUEUED, lease_owner="", lease_expires=None)
+            if won:
+                Target.objects.filter(transfer_id=pk).exclude(status__in=Target.FINAL).update(
+                    status=Target.Status.PENDING
+                )
+                recovered.append(pk)
+                publish_transfer(Transfer.objects.get(pk=pk))
+    return recovered
+
+
+@transaction.atomic
+def transfer_start(
+    *, transfer: Transfer, size: int | None, sha256: str, tree: dict[str, Any], chunk_size: int
+) -> Transfer:
+    transfer.size = size
+    transfer.sha256 = sha256
+    transfer.tree = tree
+    transfer.chunk_size = chunk_size
+    transfer.attempts += 1
+    transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts"])
+    now = timezone.now()
+    transfer.targets.exclude(status__in=Target.FINAL).update(
+        status=Target.Status.RECEIVING, started_at=now, attempts=transfer.attempts
+    )
+    publish_transfer(transfer)
+    return transfer
+
+
+@transaction.atomic
+def targets_fail(*, transfer: Transfer, targets: Iterable[Target], reason: str) -> None:
+    ids = [t.pk for t in targets]
+    Target.objects.filter(pk__in=ids).exclude(status__in=Target.FINAL).update(
+        status=Target.Status.FAILED, error=reason[:4000], finished_at=timezone.now()
+    )
+
+
+def target_progress(*, transfer: Transfer, rows: dict[int, dict[str, Any]]) -> bool:
+    """Record live progress reported by receivers (throttled by the caller). Returns changed."""
+    changed = False
+    with transaction.atomic():
+        for target in transfer.targets.exclude(status__in=Target.FINAL):
+            row = rows.get(target.pk)
+            if not row:
+                continue
+            status = row.get("status", target.status)
+            if status not in (Target.Status.RECEIVING, Target.Status.VERIFYING):
+                continue  # final results come through transfer_finish
+            bytes_done = int(row.get("bytes_done", target.bytes_done))
+            if bytes_done == target.bytes_done and status == target.status:
+                continue
+            started = row.get("started")
+            elapsed = (row.get("updated") or 0) - (started or 0)
+            target.rate = bytes_done / elapsed if started and elapsed > 0 else None
+            target.bytes_done = bytes_done
+            target.status = status
+            target.save(update_fields=["bytes_done", "status", "rate"])
+            changed = True
+        if changed:
+            publish_transfer(transfer)
+    return changed
+
+
+@transaction.atomic
+def transfer_finish(
+    *,
+    transfer: Transfer,
+    results: dict[int, dict[str, Any]],
+    error: str = "",
+    source_bytes: int = 0,
+    relay_bytes: int = 0,
+) -> Transfer:
+    """Write each target's final result and the cast's status, derived from them."""
+    now = timezone.now()
+    for target in transfer.targets.exclude(status__in=Target.FINAL):
+        result = results.get(target.pk)
+        if result is None:
+            target.status = Target.Status.FAILED
+            target.error = error or "no result was reported for this target"
+        else:
+            status = result.get("status")
+            target.status = status if status in Target.FINAL else Target.Status.FAILED
+            target.error = str(result.get("error") or "")[:4000]
+            if target.status == Target.Status.COMPLETED:
+                target.bytes_done = int(result.get("bytes_done", transfer.size or 0))
+        target.finished_at = now
+        if target.started_at and target.status == Target.Status.COMPLETED and transfer.size:
+            seconds = (now - target.started_at).total_seconds()
+            target.rate = transfer.size / seconds if seconds > 0 else None
+        target.save(update_fields=["status", "error", "bytes_done", "finished_at", "rate"])
+    statuses = list(transfer.targets.values_list("status", flat=True))
+    good = sum(s in (Target.Status.COMPLETED, Target.Status.SKIPPED) for s in statuses)
+    if good == len(statuses):
+        transfer.status = Transfer.Status.COMPLETED
+    elif good:
+        transfer.status = Transfer.Status.PARTIAL
+    else:
+        transfer.status = Transfer.Status.FAILED
+    if not error and transfer.status != Transfer.Status.COMPLETED:
+        failed = transfer.targets.filter(status=Target.Status.FAILED).select_related("node")
+        error = "; ".join(f"{t.node.name}: {t.error}" for t in failed[:5])
+    transfer.error = error[:4000]
+    transfer.finished_at = now
+    transfer.source_bytes_sent += source_bytes
+    transfer.relay_bytes_sent += relay_bytes
+    transfer.lease_owner = ""
+    transfer.lease_expires = None
+    transfer.save(
+        update_fields=[
+            "status",
+            "error",
+            "finished_at",
+            "source_bytes_sent",
+            "relay_bytes_sent",
+            "lease_owner",
+            "lease_expires",
+        ]
+    )
+    publish_transfer(transfer)
+    return transfer
+
+
+@transaction.atomic
+def transfer_cancel(*, transfer: Transfer) -> bool:
+    """Cancel a cast that has not finished. Returns False if it already had."""
+    won = (
+        Transfer.objects.filter(pk=transfer.pk)
+        .filter(Q(status=Transfer.Status.QUEUED) | Q(status=Transfer.Status.RUNNING))
+        .update(status=Transfer.Status.CANCELLED, finished_at=timezone.now(), lease_owner="", lease_expires=None)
+    )
+    if won:
+        transfer.targets.exclude(status__in=Target.FINAL).update(
+            status=Target.Status.CANCELLED, finished_at=timezone.now()
+        )
+        transfer.refresh_from_db()
+        publish_transfer(transfer)
+    return bool(won)

@@ -1,0 +1,397 @@
+"""The bridge worker: the only code that calls Ray.
+
+It connects to Ray (retrying with backoff, recording a degraded cluster meanwhile),
+keeps one `CastNode` actor per enabled node, claims queued casts, starts them on the
+source actor, polls receivers for progress and writes the results. Each step is a small
+method that returns what it did, so tests can drive it one step at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from clusters.models import Cluster
+from clusters.ray_connection import RayUnavailable, connect, snapshot
+from clusters.services import cluster_active, cluster_record
+from nodes.models import Node
+from nodes.services import node_mark, node_record_heartbeat
+from transfers import services
+from transfers.models import Target, Transfer
+from transfers.planner import Hop, plan_tree
+
+log = logging.getLogger("castray.worker")
+
+
+def cluster_secret() -> bytes:
+    """The key that signs offers between actors; generated once, kept in the data dir."""
+    configured = os.environ.get("CASTRAY_CLUSTER_SECRET", "")
+    if configured:
+        return configured.encode()
+    path = settings.DATA_DIR / "cluster_secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+@dataclass
+class Running:
+    """A cast this worker has started and is watching."""
+
+    transfer_id: int
+    stage: str  # "info": asking the source for size and SHA-256; "cast": bytes moving
+    ref: Any
+    target_nodes: dict[int, int] = field(default_factory=dict)  # target id -> node id
+    progress_refs: list[Any] = field(default_factory=list)
+    last_progress: float = 0.0
+
+
+class Worker:
+    def __init__(self, *, worker_id: str = "", ray_address: str | None = None) -> None:
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.ray_address = settings.RAY_ADDRESS if ray_address is None else ray_address
+        self.secret = cluster_secret()
+        self.connected = False
+        self.backoff = 1.0
+        self.next_connect = 0.0
+        self.actors: dict[int, Any] = {}
+        self.running: dict[int, Running] = {}
+        self.pending_pings: dict[int, Any] = {}
+        self.last_nodes = 0.0
+        self.last_lease = 0.0
+        self.last_recover = 0.0
+        self.stop_event = threading.Event()
+
+    # --- Ray connection ------------------------------------------------------------------
+    def ensure_connected(self) -> bool:
+        if self.connected:
+            return True
+        if time.monotonic() < self.next_connect:
+            return False
+        cluster = cluster_active()
+        address = cluster.address or self.ray_address
+        if cluster.status != Cluster.Status.DEGRADED:
+            cluster_record(cluster=cluster, status=Cluster.Status.CONNECTING, worker_id=self.worker_id)
+        try:
+            info = connect(address)
+        except RayUnavailable as exc:
+            # Keep serving: record why, and try again later with a growing pause.
+            cluster_record(cluster=cluster, status=Cluster.Status.DEGRADED, error=str(exc), worker_id=self.worker_id)
+            log.warning("Ray unavailable, retrying in %.0fs: %s", self.backoff, exc)
+            self.next_connect = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, 30.0)
+            return False
+        cluster_record(cluster=cluster, status=Cluster.Status.CONNECTED, info=info, worker_id=self.worker_id)
+        self.connected = True
+        self.backoff = 1.0
+        return True
+
+    # --- nodes ---------------------------------------------------------------------------
+    def actor_for(self, node: Node) -> Any:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from nodes.actor import CastNode
+
+        handle = self.actors.get(node.pk)
+        if handle is not None:
+            return handle
+        options: dict[str, Any] = {
+            # The storage path is part of the name: a node moved to other storage gets a new actor.
+            "name": f"{node.actor_name}:{hashlib.sha1(str(node.storage_root).encode()).hexdigest()[:10]}",
+            "namespace": settings.CASTRAY_RAY_NAMESPACE,
+            "get_if_exists": True,
+            "lifetime": "detached",
+            "num_cpus": 0,
+            "max_concurrency": 256,
+        }
+        if node.ray_node_id:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+        handle = (
+            ray.remote(CastNode)
+            .options(**options)
+            .remote(
+                node.name,
+                str(node.storage_root),
+                self.secret,
+                port=node.requested_port or 0,
+                io_timeout=settings.CASTRAY_IO_TIMEOUT,
+            )
+        )
+        self.actors[node.pk] = handle
+        return handle
+
+    def stop_actor(self, node_id: int) -> None:
+        import ray
+
+        handle = self.actors.pop(node_id, None)
+        if handle is not None:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone is fine
+                pass
+
+    def sync_nodes(self) -> dict[str, list[str]]:
+        """Start actors for enabled nodes, stop disabled ones, and read heartbeats."""
+        import ray
+        from ray.exceptions import RayError
+
+        done: dict[str, list[str]] = {"online": [], "offline": [], "stopped": []}
+        nodes = {n.pk: n for n in Node.objects.all()}
+        for node_id in list(self.actors):
+            node = nodes.get(node_id)
+            if node is None or not node.enabled:
+                self.stop_actor(node_id)
+                done["stopped"].append(node.name if node else str(node_id))
+        # Collect pings sent last time; send new ones. Nothing here waits on a slow actor.
+        now = timezone.now()
+        for node_id, ref in list(self.pending_pings.items()):
+            node = nodes.get(node_id)
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                continue
+            del self.pending_pings[node_id]
+            if node is None or not node.enabled:
+                continue
+            try:
+                info = ray.get(ref)
+            except RayError as exc:
+                self.actors.pop(node_id, None)
+                node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {_short(exc)}")
+                done["offline"].append(node.name)
+                continue
+            node_record_heartbeat(node=node, info=info, seen=now)
+            done["online"].append(node.name)
+        for node in nodes.values():
+            if not node.enabled:
+                if node.status != Node.Status.OFFLINE:
+                    node_mark(node=node, status=Node.Status.OFFLINE, detail="disabled")
+                continue
+            stale = node.last_heartbeat is None or (
+                (now - node.last_heartbeat).total_seconds() > settings.CASTRAY_OFFLINE_AFTER_SECONDS
+            )
+            if stale and node.status == Node.Status.ONLINE:
+                node_mark(node=node, status=Node.Status.OFFLINE, detail="no heartbeat from its actor")
+                done["offline"].append(node.name)
+            if node.pk in self.pending_pings:
+                continue
+            try:
+                handle = self.actor_for(node)
+                self.pending_pings[node.pk] = handle.ping.remote()
+            except Exception as exc:  # noqa: BLE001 - placement errors are reported per node
+                node_mark(node=node, status=Node.Status.ERROR, detail=f"could not start actor: {_short(exc)}")
+        for node in nodes.values():
+            if node.enabled and node.last_heartbeat is None and node.status == Node.Status.OFFLINE:
+                node_mark(node=node, status=Node.Status.STARTING, detail="starting its actor")
+        return done
+
+    # --- transfers -----------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        return services.transfer_recover_expired(worker_id=self.worker_id)
+
+    def claim(self) -> list[int]:
+        room = settings.CASTRAY_MAX_ACTIVE_TRANSFERS - len(self.running)
+        claimed = services.transfer_claim(
+            worker_id=self.worker_id, lease_seconds=settings.CASTRAY_LEASE_SECONDS, limit=room
+        )
+        for transfer in claimed:
+            self.begin(transfer)
+        return [t.pk for t in claimed]
+
+    def begin(self, transfer: Transfer) -> None:
+        """Ask the source for the file's size and SHA-256 (computed once, then cached)."""
+        source = transfer.source
+        if not source.enabled or source.status != Node.Status.ONLINE:
+            reason = f"source node {source.name} is {'disabled' if not source.enabled else source.status}"
+            services.transfer_finish(transfer=transfer, results={}, error=reason)
+            return
+        chunk = transfer.chunk_size or settings.CASTRAY_CHUNK_SIZE
+        ref = self.actor_for(source).file_info.remote(transfer.file_name, chunk)
+        self.running[transfer.pk] = Running(transfer.pk, "info", ref)
+
+    def launch(self, run: Running, transfer: Transfer, info: dict[str, Any]) -> None:
+        """Plan the tree over live targets and start the cast on the source actor."""
+        chunk = transfer.chunk_size or settings.CASTRAY_CHUNK_SIZE
+        hops: list[Hop] = []
+        for target in transfer.targets.select_related("node").exclude(status__in=Target.FINAL):
+            node = target.node
+            if not node.enabled:
+                services.targets_fail(
+                    transfer=transfer, targets=[target], reason=f"target node {node.name} is disabled"
+                )
+            elif node.status != Node.Status.ONLINE or not node.port:
+                detail = f": {node.status_detail}" if node.status_detail else ""
+                services.targets_fail(
+                    transfer=transfer, targets=[target], reason=f"target node {node.name} is {node.status}{detail}"
+                )
+            else:
+                hops.append(Hop(target.pk, node.name, node.address, node.port))
+                run.target_nodes[target.pk] = node.pk
+        children, tree = plan_tree(transfer.source.name, hops)
+        services.transfer_start(
+            transfer=transfer, size=info["size"], sha256=info["sha256"], tree=tree, chunk_size=chunk
+        )
+        if not hops:
+            services.transfer_finish(transfer=transfer, results={})
+            del self.running[run.transfer_id]
+            return
+        plan = {
+            "transfer": transfer.pk,
+            "name": transfer.file_name,
+            "chunk_size": chunk,
+            "sha256": info["sha256"],
+            "children": children,
+        }
+        run.stage = "cast"
+        run.ref = self.actor_for(transfer.source).cast.remote(plan)
+
+    def poll(self) -> list[int]:
+        """Advance every running cast; return the ids that finished."""
+        import ray
+        from ray.exceptions import RayError
+
+        finished = []
+        for run in list(self.running.values()):
+            transfer = Transfer.objects.select_related("source").get(pk=run.transfer_id)
+            if transfer.status != Transfer.Status.RUNNING or transfer.lease_owner != self.worker_id:
+                # Cancelled, or recovered by another worker after our lease ran out.
+                del self.running[run.transfer_id]
+                finished.append(run.transfer_id)
+                continue
+            ready, _ = ray.wait([run.ref], timeout=0)
+            if not ready:
+                self.report_progress(run, transfer)
+                continue
+            try:
+                result = ray.get(run.ref)
+            except RayError as exc:
+                cause = getattr(exc, "cause", None)
+                if run.stage == "info" and isinstance(cause, (OSError, ValueError)):
+                    reason = f"cannot cast {transfer.file_name} from {transfer.source.name}: {cause}"
+                else:
+                    reason = f"source node {transfer.source.name} failed: {_short(exc)}"
+                del self.running[run.transfer_id]
+                services.transfer_finish(transfer=transfer, results={}, error=reason)
+                finished.append(run.transfer_id)
+                continue
+            if run.stage == "info":
+                self.launch(run, transfer, result)
+                continue
+            del self.running[run.transfer_id]
+            self.report_progress(run, transfer, force=True)
+            results = {int(k): v for k, v in result.get("results", {}).items()}
+            total_sent = sum(int(v.get("bytes_done") or 0) for v in results.values())
+            source_bytes = int(result.get("source_bytes", 0))
+            services.transfer_finish(
+                transfer=transfer,
+                results=results,
+                error="" if result.get("ok") else result.get("error", ""),
+                source_bytes=source_bytes,
+                relay_bytes=max(0, total_sent - source_bytes),
+            )
+            finished.append(run.transfer_id)
+        return finished
+
+    def report_progress(self, run: Running, transfer: Transfer, *, force: bool = False) -> None:
+        """Collect receivers' progress sent last time and ask again, a few times a second."""
+        import ray
+        from ray.exceptions import RayError
+
+        if run.stage != "cast":
+            return
+        if run.progress_refs:
+            ready, _ = ray.wait(run.progress_refs, num_returns=len(run.progress_refs), timeout=0 if not force else 1)
+            rows: dict[int, dict[str, Any]] = {}
+            for ref in ready:
+                try:
+                    for key, row in ray.get(ref).items():
+                        rows[int(key.split(":")[1])] = row
+                except RayError:
+                    continue
+            if ready:
+                run.progress_refs = [r for r in run.progress_refs if r not in ready]
+                services.target_progress(transfer=transfer, rows=rows)
+        now = time.monotonic()
+        if force or run.progress_refs or now - run.last_progress < settings.CASTRAY_PROGRESS_INTERVAL:
+            return
+        run.last_progress = now
+        for node_id in set(run.target_nodes.values()):
+            handle = self.actors.get(node_id)
+            if handle is not None:
+                run.progress_refs.append(handle.progress_of.remote(run.transfer_id))
+
+    def renew(self) -> int:
+        return services.transfer_renew_leases(
+            worker_id=self.worker_id, transfer_ids=list(self.running), lease_seconds=settings.CASTRAY_LEASE_SECONDS
+        )
+
+    # --- loop ------------------------------------------------------------------------------
+    def tick(self) -> dict[str, Any]:
+        close_old_connections()
+        did: dict[str, Any] = {}
+        if not self.ensure_connected():
+            return {"connected": False}
+        now = time.monotonic()
+        if now - self.last_nodes >= settings.CASTRAY_HEARTBEAT_SECONDS or any(
+            n.status == Node.Status.STARTING for n in Node.objects.filter(enabled=True).only("status")
+        ):
+            self.last_nodes = now
+            did["nodes"] = self.sync_nodes()
+            self.refresh_cluster()
+        if now - self.last_recover >= settings.CASTRAY_LEASE_SECONDS / 3:
+            self.last_recover = now
+            did["recovered"] = self.recover()
+        did["claimed"] = self.claim()
+        did["finished"] = self.poll()
+        if now - self.last_lease >= settings.CASTRAY_LEASE_SECONDS / 3:
+            self.last_lease = now
+            did["renewed"] = self.renew()
+        return did
+
+    def refresh_cluster(self) -> None:
+        try:
+            info = snapshot()
+        except Exception as exc:  # noqa: BLE001 - the GCS went away: degraded, not dead
+            cluster_record(cluster=cluster_active(), status=Cluster.Status.DEGRADED, error=_short(exc))
+            return
+        cluster_record(cluster=cluster_active(), status=Cluster.Status.CONNECTED, info=info, worker_id=self.worker_id)
+
+    def run(self, *, idle_sleep: float = 0.1) -> None:
+        log.info("worker %s starting", self.worker_id)
+        while not self.stop_event.is_set():
+            try:
+                did = self.tick()
+            except Exception:  # noqa: BLE001 - the loop must survive any one bad step
+                log.exception("worker step failed")
+                did = {}
+            busy = did.get("claimed") or did.get("finished")
+            self.stop_event.wait(0 if busy else idle_sleep)
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_until(self, predicate: Any, *, timeout: float = 60.0) -> bool:
+        """Tick until `predicate()` is true (for tests and one-shot commands)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.tick()
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
