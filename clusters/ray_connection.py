@@ -32,10 +32,14 @@ def connect(address: str) -> dict[str, Any]:
     """Start a local Ray (empty address) or attach to `address`; return what we see."""
     import ray
 
-    if ray.is_initialized():
-        return snapshot()
     if address:
         _precheck(address)
+    if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if not address or address in ("auto", current):
+            return snapshot()
+        # Asked for another cluster than the one this process is attached to.
+        ray.shutdown()
     kwargs: dict[str, Any] = {
         "namespace": settings.CASTRAY_RAY_NAMESPACE,
         "log_to_driver": False,

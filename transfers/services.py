@@ -97,9 +97,15 @@ def transfer_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[Tr
     now = timezone.now()
     claimed: list[Transfer] = []
     with transaction.atomic():
-        candidates = Transfer.objects.queued()
+        # A cast waits while its source is not online or a target's actor is still starting;
+        # casts from a disabled source are claimed so that they fail with the reason.
+        candidates = (
+            Transfer.objects.queued()
+            .filter(Q(source__status=Node.Status.ONLINE) | Q(source__enabled=False))
+            .exclude(targets__node__status=Node.Status.STARTING, targets__node__enabled=True)
+        )
         if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True)
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         ids = list(candidates.values_list("id", flat=True)[:limit])
         for pk in ids:
             won = Transfer.objects.filter(pk=pk, status=Transfer.Status.QUEUED).update(

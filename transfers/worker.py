@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from clusters.models import Cluster
@@ -70,6 +70,8 @@ class Worker:
         self.actors: dict[int, Any] = {}
         self.running: dict[int, Running] = {}
         self.pending_pings: dict[int, Any] = {}
+        self.heard_from: set[int] = set()  # nodes whose actor answered this worker
+        self.connected_at = 0.0
         self.last_nodes = 0.0
         self.last_lease = 0.0
         self.last_recover = 0.0
@@ -96,8 +98,17 @@ class Worker:
             return False
         cluster_record(cluster=cluster, status=Cluster.Status.CONNECTED, info=info, worker_id=self.worker_id)
         self.connected = True
+        self.connected_at = time.monotonic()
+        self.heard_from.clear()
         self.backoff = 1.0
         return True
+
+    def ready_to_claim(self) -> bool:
+        """Start casts only once every enabled node answered (or had its time to)."""
+        if time.monotonic() - self.connected_at > settings.CASTRAY_OFFLINE_AFTER_SECONDS:
+            return True
+        enabled = set(Node.objects.filter(enabled=True).values_list("pk", flat=True))
+        return enabled <= self.heard_from
 
     # --- nodes ---------------------------------------------------------------------------
     def actor_for(self, node: Node) -> Any:
@@ -174,6 +185,7 @@ class Worker:
                 done["offline"].append(node.name)
                 continue
             node_record_heartbeat(node=node, info=info, seen=now)
+            self.heard_from.add(node_id)
             done["online"].append(node.name)
         for node in nodes.values():
             if not node.enabled:
@@ -340,7 +352,10 @@ class Worker:
 
     # --- loop ------------------------------------------------------------------------------
     def tick(self) -> dict[str, Any]:
-        close_old_connections()
+        # A long-lived loop must drop dead or expired connections, but never the one a
+        # caller's transaction (a test, a one-shot command) is still using.
+        if not connection.in_atomic_block:
+            close_old_connections()
         did: dict[str, Any] = {}
         if not self.ensure_connected():
             return {"connected": False}
@@ -354,7 +369,7 @@ class Worker:
         if now - self.last_recover >= settings.CASTRAY_LEASE_SECONDS / 3:
             self.last_recover = now
             did["recovered"] = self.recover()
-        did["claimed"] = self.claim()
+        did["claimed"] = self.claim() if self.ready_to_claim() else []
         did["finished"] = self.poll()
         if now - self.last_lease >= settings.CASTRAY_LEASE_SECONDS / 3:
             self.last_lease = now
