@@ -22,4 +22,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api-auth/", include("rest_framework.urls")),
     path("health", health.health, name="health"),
+    path("", include("clusters.urls")),
+    path("", include("castray_site.page_urls")),
 ]

@@ -42,6 +42,16 @@ class Node(models.Model):
     address = models.CharField(max_length=255, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True)
     requested_port = models.PositiveIntegerField(null=True, blank=True)
+    # Limits; empty means the configured default (CASTRAY_DEFAULT_*).
+    egress_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes per second out; empty: default."
+    )
+    ingress_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes per second in; empty: default."
+    )
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Casts this node takes part in at once; empty: default."
+    )
     actor_pid = models.PositiveIntegerField(null=True, blank=True)
     peak_rss_mib = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -64,3 +74,18 @@ class Node(models.Model):
     @property
     def actor_name(self) -> str:
         return f"castnode:{self.name}"
+
+
+class NodeGroup(models.Model):
+    """A named set of nodes that a multicast can target."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[node_name_validator])
+    description = models.CharField(max_length=255, blank=True)
+    nodes = models.ManyToManyField(Node, related_name="groups", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -114,7 +114,7 @@ def test_disabled_or_unknown_targets_are_rejected(api, two_nodes) -> None:
 
 
 def test_casting_to_itself_or_to_nobody_is_rejected(api, two_nodes) -> None:
-    for targets, says in [(["node_1"], "cannot cast to itself"), ([], "at least one target")]:
+    for targets, says in [(["node_1"], "cannot cast to itself"), ([], "choose exactly one of")]:
         response = api.post(
             "/api/v1/transfers/", {"source": "node_1", "file_name": "hello.txt", "targets": targets}, format="json"
         )

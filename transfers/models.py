@@ -27,6 +27,13 @@ class Transfer(models.Model):
 
     class Mode(models.TextChoices):
         TCP = "tcp"
+        UDP = "udp"
+        OBJECT_STORE = "object_store"
+
+    class Cast(models.TextChoices):
+        UNICAST = "unicast"
+        MULTICAST = "multicast"
+        BROADCAST = "broadcast"
 
     FINAL = (Status.COMPLETED, Status.PARTIAL, Status.FAILED, Status.CANCELLED)
 
@@ -36,6 +43,12 @@ class Transfer(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TCP)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    cast_type = models.CharField(max_length=16, choices=Cast.choices, default=Cast.UNICAST)
+    group = models.ForeignKey(
+        "nodes.NodeGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="transfers"
+    )
+    fan_out = models.PositiveIntegerField(default=0, help_text="Children per relay; 0: the configured default.")
+    dest_name = models.CharField(max_length=1024, blank=True, help_text="Name at the targets; empty: file_name.")
     priority = models.IntegerField(default=0)
     chunk_size = models.PositiveIntegerField(default=0, help_text="0: the configured default.")
     tree = models.JSONField(default=dict, blank=True)
@@ -99,6 +112,7 @@ class Target(models.Model):
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="targets")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     bytes_done = models.BigIntegerField(default=0)
+    bytes_received = models.BigIntegerField(default=0, help_text="Bytes that crossed the network to this target.")
     rate = models.FloatField(null=True, blank=True, help_text="Bytes per second.")
     parent = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -112,3 +126,59 @@ class Target(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} of #{self.transfer_id} ({self.status})"
+
+
+class Message(models.Model):
+    """A short text or JSON message cast to one node, a group or every online node."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        JSON = "json"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        PARTIAL = "partial"
+        FAILED = "failed"
+
+    sender = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="sent_messages")
+    cast_type = models.CharField(max_length=16, choices=Transfer.Cast.choices, default=Transfer.Cast.UNICAST)
+    group = models.ForeignKey(
+        "nodes.NodeGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
+    content = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"message #{self.pk} from {self.sender_id} ({self.status})"
+
+
+class Delivery(models.Model):
+    """One recipient of a message."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["message_id", "node_id"]
+        constraints = [models.UniqueConstraint(fields=["message", "node"], name="one_delivery_per_node")]

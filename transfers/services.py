@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -11,10 +12,12 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from nodes.models import Node
+from nodes.models import Node, NodeGroup
 from nodes.storage import clean_name
 from transfers.events import STATUS_GROUP, TargetState, TransferEvent, publish, transfer_group
-from transfers.models import Target, Transfer
+from transfers.models import Delivery, Message, Target, Transfer
+
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class CastError(ValueError):
@@ -49,41 +52,115 @@ def publish_transfer(transfer: Transfer) -> None:
     publish([STATUS_GROUP, transfer_group(transfer.pk)], event)
 
 
+def resolve_targets(
+    *, source: Node, targets: Iterable[Node] | None = None, group: NodeGroup | None = None, broadcast: bool = False
+) -> tuple[str, list[Node]]:
+    """Turn a request's target choice into (cast type, target nodes), rejecting what cannot work.
+
+    A group or a broadcast casts to the members that are enabled (a broadcast: online)
+    apart from the source; an explicit list must name only enabled nodes.
+    """
+    targets = list(targets) if targets is not None else None
+    chosen = sum([bool(targets), group is not None, broadcast])
+    if chosen != 1:
+        raise CastError("targets", "choose exactly one of: a list of target nodes, a group, or broadcast")
+    if broadcast:
+        nodes = list(Node.objects.online().exclude(pk=source.pk))
+        if not nodes:
+            raise CastError("broadcast", "no other node is online to broadcast to")
+        return Transfer.Cast.BROADCAST, nodes
+    if group is not None:
+        nodes = list(group.nodes.filter(enabled=True).exclude(pk=source.pk))
+        if not nodes:
+            raise CastError("group", f"group {group.name} has no enabled member other than the source")
+        return Transfer.Cast.MULTICAST, nodes
+    nodes = list(dict.fromkeys(targets or []))
+    if source in nodes:
+        raise CastError("targets", f"{source.name} is the source; a node cannot cast to itself")
+    disabled = [n.name for n in nodes if not n.enabled]
+    if disabled:
+        raise CastError("targets", f"target node(s) {', '.join(disabled)} are disabled; enable them or leave them out")
+    return (Transfer.Cast.UNICAST if len(nodes) == 1 else Transfer.Cast.MULTICAST), nodes
+
+
 @transaction.atomic
 def transfer_create(
     *,
     source: Node,
     file_name: str,
-    targets: Iterable[Node],
+    targets: Iterable[Node] | None = None,
+    group: NodeGroup | None = None,
+    broadcast: bool = False,
     requested_by: AbstractBaseUser | None = None,
     mode: str = Transfer.Mode.TCP,
     priority: int = 0,
+    fan_out: int = 0,
+    dest_name: str = "",
 ) -> Transfer:
     """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets."""
     try:
         name = clean_name(file_name)
     except ValueError as exc:
         raise CastError("file_name", str(exc)) from None
-    target_list = list(dict.fromkeys(targets))
-    if not target_list:
-        raise CastError("targets", "choose at least one target node")
-    if source in target_list:
-        raise CastError("targets", f"{source.name} is the source; a node cannot cast to itself")
+    try:
+        dest = clean_name(dest_name) if dest_name else ""
+    except ValueError as exc:
+        raise CastError("dest_name", str(exc)) from None
     if not source.enabled:
         raise CastError("source", f"source node {source.name} is disabled; enable it first")
-    disabled = [n.name for n in target_list if not n.enabled]
-    if disabled:
-        raise CastError("targets", f"target node(s) {', '.join(disabled)} are disabled; enable them or leave them out")
+    if mode not in Transfer.Mode.values:
+        raise CastError("mode", f"mode must be one of {', '.join(Transfer.Mode.values)}")
+    if fan_out < 0:
+        raise CastError("fan_out", "fan_out must be 1 or more (0 uses the default)")
+    cast_type, nodes = resolve_targets(source=source, targets=targets, group=group, broadcast=broadcast)
     transfer = Transfer.objects.create(
         source=source,
         file_name=name,
+        dest_name=dest,
         mode=mode,
         priority=priority,
+        cast_type=cast_type,
+        group=group,
+        fan_out=fan_out,
         requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
     )
-    Target.objects.bulk_create([Target(transfer=transfer, node=node) for node in target_list])
+    Target.objects.bulk_create([Target(transfer=transfer, node=node) for node in nodes])
     publish_transfer(transfer)
     return transfer
+
+
+@transaction.atomic
+def message_create(
+    *,
+    sender: Node,
+    content: str,
+    kind: str = Message.Kind.TEXT,
+    targets: Iterable[Node] | None = None,
+    group: NodeGroup | None = None,
+    broadcast: bool = False,
+    requested_by: AbstractBaseUser | None = None,
+) -> Message:
+    """Queue a short text or JSON message for the worker to deliver to each recipient's inbox."""
+    if kind not in Message.Kind.values:
+        raise CastError("message_type", "message_type must be text or json")
+    if len(content.encode()) > MAX_MESSAGE_BYTES:
+        raise CastError("content", f"messages are at most {MAX_MESSAGE_BYTES} bytes; cast a file instead")
+    if kind == Message.Kind.JSON:
+        try:
+            json.loads(content)
+        except ValueError as exc:
+            raise CastError("content", f"content is not valid JSON: {exc}") from None
+    cast_type, nodes = resolve_targets(source=sender, targets=targets, group=group, broadcast=broadcast)
+    message = Message.objects.create(
+        sender=sender,
+        content=content,
+        kind=kind,
+        cast_type=cast_type,
+        group=group,
+        requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
+    )
+    Delivery.objects.bulk_create([Delivery(message=message, node=node) for node in nodes])
+    return message
 
 
 def transfer_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[Transfer]:
