@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nodes.storage import META_DIR, PART_SUFFIX, Digester, ManifestCache, resolve_in
-from transfers.engine import ChunkSource, Limits, Progress, Receiver, manifest_for, send_children
+from transfers.engine import ChunkSource, Counters, Limits, NameLocks, Progress, Receiver, manifest_for, send_children
 
 log = logging.getLogger("castray.actor")
 
@@ -50,7 +50,8 @@ class CastNode:
         self.limits = Limits(io_timeout=io_timeout)
         self.progress = Progress()
         self.manifests = ManifestCache(self.root)
-        self.counters = {"bytes_sent": 0}
+        self.counters = Counters()
+        self.locks = NameLocks()
         self.ray_node_id = ray.get_runtime_context().get_node_id()
         # Advertise the address other hosts reach this Ray node on, never localhost alone.
         self.address = bind_address or ray.util.get_node_ip_address()
@@ -82,10 +83,14 @@ class CastNode:
                 manifests=self.manifests,
                 limits=self.limits,
                 counters=self.counters,
+                locks=self.locks,
             ).handle(conn)
 
     # --- worker-facing methods --------------------------------------------------------
-    def ping(self) -> dict[str, Any]:
+    def ping(self, limits: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Heartbeat; the worker passes the node's current caps along with it."""
+        if limits is not None:
+            self.limits.set_caps(limits.get("egress"), limits.get("ingress"))
         return {
             "name": self.name,
             "address": self.address,
@@ -94,7 +99,7 @@ class CastNode:
             "pid": os.getpid(),
             "storage_dir": str(self.root),
             "peak_rss_mib": round(peak_rss_mib(), 1),
-            "bytes_sent": self.counters["bytes_sent"],
+            "bytes_sent": self.counters.total,
             "time": time.time(),
         }
 
@@ -109,7 +114,6 @@ class CastNode:
             return {"ok": False, "error": reason, "results": {}}
         if plan.get("sha256") and plan["sha256"] != manifest.sha256:
             return {"ok": False, "error": f"{name} changed on {self.name} since the cast was queued", "results": {}}
-        before = self.counters["bytes_sent"]
         source = ChunkSource.from_manifest(path, manifest)
         results, threads = send_children(
             source,
@@ -127,7 +131,7 @@ class CastNode:
             "size": manifest.size,
             "sha256": manifest.sha256,
             "results": results,
-            "source_bytes": self.counters["bytes_sent"] - before,
+            "source_bytes": self.counters.of(int(plan["transfer"])),
             "seconds": time.time() - started,
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }
@@ -137,6 +141,10 @@ class CastNode:
 
     def forget(self, transfer: int) -> None:
         self.progress.forget(transfer)
+
+    def cancel(self, transfer: int) -> None:
+        """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""
+        self.limits.cancelled.add(transfer)
 
     def file_info(self, name: str, chunk_size: int) -> dict[str, Any]:
         path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)

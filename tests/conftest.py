@@ -89,3 +89,21 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@pytest.fixture
+def make_nodes(worker, db):  # type: ignore[no-untyped-def]
+    """Create `n` nodes (`c0`..) with live actors; returns them in order."""
+    from nodes.models import Node
+    from nodes.services import node_create
+
+    def make(n: int, **fields):  # type: ignore[no-untyped-def]
+        made = [node_create(name=f"c{i}") for i in range(n)]
+        if fields:
+            Node.objects.filter(pk__in=[m.pk for m in made]).update(**fields)
+        assert worker.run_until(lambda: Node.objects.online().count() >= n, timeout=90), list(
+            Node.objects.values_list("name", "status", "status_detail")
+        )
+        return [Node.objects.get(pk=m.pk) for m in made]
+
+    return make

@@ -27,7 +27,6 @@ from nodes.storage import (
     ManifestCache,
     UnsafePath,
     chunk_count,
-    compute_manifest,
     resolve_in,
 )
 from transfers import wire
@@ -36,6 +35,18 @@ log = logging.getLogger("castray.engine")
 
 # How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
 RECORD_EVERY = 64 * 1024 * 1024
+
+
+class NameLocks:
+    """One lock per destination name, made on demand."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def hold(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(name, threading.Lock())
 
 
 class Progress:
@@ -51,10 +62,11 @@ class Progress:
             row.update(fields)
             row["updated"] = time.time()
 
-    def add_bytes(self, transfer: int, target: int, n: int) -> None:
+    def add_bytes(self, transfer: int, target: int, n: int, *, received: int = 0) -> None:
         with self._lock:
             row = self._rows.setdefault((transfer, target), {"bytes_done": 0, "status": "receiving"})
             row["bytes_done"] += n
+            row["bytes_received"] = row.get("bytes_received", 0) + received
 
     def snapshot(self, transfer: int | None = None) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -111,9 +123,68 @@ class ChunkSource:
             return self.crcs[index]  # type: ignore[return-value]
 
 
+class TokenBucket:
+    """A shared byte budget refilled at `rate` bytes/s; callers sleep off any debt.
+
+    Starting empty and allowing debt keeps the long-run rate at or just under the cap
+    whatever the chunk size, which is what a per-node cap promises.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    def consume(self, n: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            # Unused budget does not pile up beyond a quarter second of traffic.
+            self._tokens = min(self._tokens + (now - self._stamp) * self.rate, self.rate * 0.25)
+            self._stamp = now
+            self._tokens -= n
+            debt = -self._tokens
+        if debt > 0:
+            time.sleep(debt / self.rate)
+
+
 @dataclass
 class Limits:
+    """What a node's threads share: timeouts, bandwidth caps, cancelled casts."""
+
     io_timeout: float = 60.0
+    egress: TokenBucket | None = None
+    ingress: TokenBucket | None = None
+    cancelled: set[int] = field(default_factory=set)
+
+    def set_caps(self, egress: int | None, ingress: int | None) -> None:
+        # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
+        if (self.egress.rate if self.egress else 0) != (egress or 0):
+            self.egress = TokenBucket(egress) if egress else None
+        if (self.ingress.rate if self.ingress else 0) != (ingress or 0):
+            self.ingress = TokenBucket(ingress) if ingress else None
+
+    def check(self, transfer: int) -> None:
+        if transfer in self.cancelled:
+            raise ConnectionAbortedError("the cast was cancelled")
+
+
+class Counters:
+    """Bytes this node sent, per transfer (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: dict[int, int] = {}
+        self.total = 0
+
+    def add(self, transfer: int, n: int) -> None:
+        with self._lock:
+            self.sent[transfer] = self.sent.get(transfer, 0) + n
+            self.total += n
+
+    def of(self, transfer: int) -> int:
+        with self._lock:
+            return self.sent.get(transfer, 0)
 
 
 def send_subtree(
@@ -124,7 +195,7 @@ def send_subtree(
     name: str,
     secret: bytes,
     limits: Limits,
-    counters: dict[str, int],
+    counters: Counters,
     handle: Any,
 ) -> dict[str, dict[str, Any]]:
     """Send the file to one child (`plan`), which relays to its own children.
@@ -161,16 +232,21 @@ def send_subtree(
                     crc = source.wait_chunk(index, limits.io_timeout)
                     length = source.chunk_len(index)
                     offset = index * source.chunk_size
+                    limits.check(transfer)
+                    if limits.egress:
+                        limits.egress.consume(length)
                     sock.sendall(wire.CHUNK.pack(index, offset, length, crc))
                     sent = sock.sendfile(handle, offset, length)
                     if sent != length:
                         raise ConnectionError(f"sent {sent} of {length} bytes of chunk {index}")
-                    counters["bytes_sent"] += length
+                    counters.add(transfer, length)
                 sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
             # The receiver verifies, fsyncs and waits for its own subtree before it answers;
             # allow for that at a slow 1 MiB/s rather than hanging forever on a lost host.
             sock.settimeout(limits.io_timeout + source.size / (1024 * 1024))
             result = wire.recv_json(sock)
+    except ConnectionAbortedError as exc:
+        return _fail_subtree(plan, str(exc), status="cancelled")
     except (OSError, wire.ProtocolError, TimeoutError) as exc:
         return _fail_subtree(plan, f"link to {plan.get('node', target)} failed: {exc}")
     finally:
@@ -181,10 +257,10 @@ def send_subtree(
     return results
 
 
-def _fail_subtree(plan: dict[str, Any], reason: str) -> dict[str, dict[str, Any]]:
-    out = {str(plan["target"]): {"status": "failed", "error": reason}}
+def _fail_subtree(plan: dict[str, Any], reason: str, status: str = "failed") -> dict[str, dict[str, Any]]:
+    out = {str(plan["target"]): {"status": status, "error": reason, "bytes_received": 0}}
     for child in plan.get("children", []):
-        out.update(_fail_subtree(child, reason))
+        out.update(_fail_subtree(child, reason, status))
     return out
 
 
@@ -220,8 +296,10 @@ class Receiver:
         progress: Progress,
         manifests: ManifestCache,
         limits: Limits,
-        counters: dict[str, int],
+        counters: Counters,
+        locks: NameLocks,
     ) -> None:
+        self.locks = locks
         self.root = root
         self.secret = secret
         self.progress = progress
@@ -244,7 +322,10 @@ class Receiver:
             transfer, target, status="receiving", started=time.time(), bytes_done=0, size=int(offer["size"])
         )
         try:
-            outcome = self._receive(sock, offer, transfer, target)
+            # One receive per destination name at a time: a second offer for the same file
+            # (a recovered cast, say) waits, then finds the file complete and skips it.
+            with self.locks.hold(str(offer["name"])):
+                outcome = self._receive(sock, offer, transfer, target)
         except (OSError, wire.ProtocolError, TimeoutError, UnsafePath) as exc:
             outcome = {"status": "failed", "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a receiver must report, never die silently
@@ -276,7 +357,7 @@ class Receiver:
         if dest.is_file() and dest.stat().st_size == size and self._sha_of(name, dest, chunk_size) == sha256:
             wire.send_json(sock, {"status": "skip"})
             subtree = self._relay_from_file(dest, name, transfer, children, chunk_size)
-            return {"status": "skipped", "bytes_done": 0, "subtree": subtree}
+            return {"status": "skipped", "bytes_received": 0, "subtree": subtree}
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + PART_SUFFIX)
@@ -299,10 +380,13 @@ class Receiver:
             )
             try:
                 result = self._receive_chunks(sock, fd, source, have, record_path, transfer, target)
+            except ConnectionAbortedError as exc:
+                source.finish(str(exc))
+                result = {"status": "cancelled", "error": str(exc), "bytes_received": 0}
             except (OSError, wire.ProtocolError, TimeoutError, ValueError) as exc:
                 # Children stop waiting for chunks that will not come, and fail with this reason.
                 source.finish(str(exc))
-                result = {"status": "failed", "error": str(exc)}
+                result = {"status": "failed", "error": str(exc), "bytes_received": 0}
             result["subtree"] = subtree
             return result
         finally:
@@ -324,41 +408,53 @@ class Receiver:
             if wire.bit_get(have, index):
                 source.mark(index, _crc_of_range(fd, index * chunk_size, source.chunk_len(index)))
         resumed = any(have)
+        held = sum(source.chunk_len(i) for i in range(count) if wire.bit_get(have, i))
+        self.progress.add_bytes(transfer, target, held)
         sha = hashlib.sha256()
         next_index = 0
         buf = bytearray(chunk_size)
         view = memoryview(buf)
         received = 0
         since_record = 0
-        while True:
-            index, offset, length, crc = wire.recv_chunk_header(sock)
-            if index == wire.END_INDEX:
-                break
-            if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
-                raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
-            payload = view[:length]
-            wire.recv_exact(sock, payload)
-            actual = zlib.crc32(payload)
-            if actual != crc:
-                raise wire.ProtocolError(
-                    f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x}); "
-                    "nothing was written under the final name"
-                )
-            os.pwrite(fd, payload, offset)
-            if not resumed and index == next_index:
-                sha.update(payload)
-                next_index += 1
-            else:
-                resumed = True
-            wire.bit_set(have, index)
-            source.mark(index, crc)
-            received += length
-            since_record += length
-            self.progress.add_bytes(transfer, target, length)
-            if since_record >= RECORD_EVERY:
-                os.fdatasync(fd)
-                self._save_record(record_path, source, have)
-                since_record = 0
+        try:
+            while True:
+                index, offset, length, crc = wire.recv_chunk_header(sock)
+                if index == wire.END_INDEX:
+                    break
+                if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
+                    raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
+                self.limits.check(transfer)
+                if self.limits.ingress:
+                    # Not reading is what slows the sender down: TCP flow control does the rest.
+                    self.limits.ingress.consume(length)
+                payload = view[:length]
+                wire.recv_exact(sock, payload)
+                actual = zlib.crc32(payload)
+                if actual != crc:
+                    raise wire.ProtocolError(
+                        f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x}); "
+                        "nothing was written under the final name"
+                    )
+                os.pwrite(fd, payload, offset)
+                if not resumed and index == next_index:
+                    sha.update(payload)
+                    next_index += 1
+                else:
+                    resumed = True
+                wire.bit_set(have, index)
+                source.mark(index, crc)
+                received += length
+                since_record += length
+                self.progress.add_bytes(transfer, target, length, received=length)
+                if since_record >= RECORD_EVERY:
+                    os.fdatasync(fd)
+                    self._save_record(record_path, source, have)
+                    since_record = 0
+        except BaseException:
+            # Keep what arrived intact so that the next attempt resumes from it.
+            os.fdatasync(fd)
+            self._save_record(record_path, source, have)
+            raise
         missing = count - wire.bit_count(have, count)
         if missing:
             self._save_record(record_path, source, have)
@@ -379,7 +475,7 @@ class Receiver:
         record_path.unlink(missing_ok=True)
         name = str(dest.relative_to(self.root))
         self.manifests.put(name, dest, Manifest(size, digest, chunk_size, list(source.crcs)))  # type: ignore[arg-type]
-        return {"status": "completed", "bytes_done": received, "sha256": digest}
+        return {"status": "completed", "bytes_received": received, "sha256": digest}
 
     def _relay_from_file(
         self, path: Path, name: str, transfer: int, children: list[dict[str, Any]], chunk_size: int
@@ -466,6 +562,3 @@ def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: in
     if not path.is_file():
         raise FileNotFoundError(f"{name} does not exist in this node's storage")
     return path, manifests.get(name, path, chunk_size)
-
-
-__all__ = ["ChunkSource", "Limits", "Progress", "Receiver", "compute_manifest", "manifest_for", "send_children"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from nodes.models import Node, NodeGroup
@@ -163,7 +163,9 @@ def message_create(
     return message
 
 
-def transfer_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[Transfer]:
+def transfer_claim(
+    *, worker_id: str, lease_seconds: int, limit: int, exclude_nodes: set[int] | None = None
+) -> list[Transfer]:
     """Atomically claim up to `limit` queued transfers, highest priority first.
 
     The claim is a compare-and-swap on status, so two workers never run the same cast; on
@@ -181,6 +183,8 @@ def transfer_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[Tr
             .filter(Q(source__status=Node.Status.ONLINE) | Q(source__enabled=False))
             .exclude(targets__node__status=Node.Status.STARTING, targets__node__enabled=True)
         )
+        if exclude_nodes:
+            candidates = candidates.exclude(source_id__in=exclude_nodes).exclude(targets__node_id__in=exclude_nodes)
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         ids = list(candidates.values_list("id", flat=True)[:limit])
@@ -284,6 +288,43 @@ def target_progress(*, transfer: Transfer, rows: dict[int, dict[str, Any]]) -> b
 
 
 @transaction.atomic
+def targets_record(*, transfer: Transfer, results: dict[int, dict[str, Any]]) -> list[int]:
+    """Write the final result of the targets in `results`; return the ids written."""
+    now = timezone.now()
+    written = []
+    for target in transfer.targets.exclude(status__in=Target.FINAL).filter(pk__in=list(results)):
+        result = results[target.pk]
+        status = result.get("status")
+        target.status = status if status in Target.FINAL else Target.Status.FAILED
+        target.error = str(result.get("error") or "")[:4000]
+        target.bytes_received += int(result.get("bytes_received") or 0)
+        if target.status in (Target.Status.COMPLETED, Target.Status.SKIPPED):
+            target.bytes_done = transfer.size or 0
+        target.finished_at = now
+        if target.started_at and target.status == Target.Status.COMPLETED and transfer.size:
+            seconds = (now - target.started_at).total_seconds()
+            target.rate = transfer.size / seconds if seconds > 0 else None
+        target.save(update_fields=["status", "error", "bytes_done", "bytes_received", "finished_at", "rate"])
+        written.append(target.pk)
+    return written
+
+
+@transaction.atomic
+def targets_retry(*, transfer: Transfer, target_ids: list[int], reason: str) -> None:
+    """Put failed targets back in play for another round (they resume from their chunks)."""
+    Target.objects.filter(transfer=transfer, pk__in=target_ids).update(
+        status=Target.Status.RECEIVING, error=reason[:4000], finished_at=None, attempts=F("attempts") + 1
+    )
+
+
+@transaction.atomic
+def targets_set_parents(*, transfer: Transfer, parents: dict[int, int | None]) -> None:
+    for target in transfer.targets.filter(pk__in=list(parents)):
+        target.parent_id = parents[target.pk]
+        target.save(update_fields=["parent"])
+
+
+@transaction.atomic
 def transfer_finish(
     *,
     transfer: Transfer,
@@ -292,27 +333,18 @@ def transfer_finish(
     source_bytes: int = 0,
     relay_bytes: int = 0,
 ) -> Transfer:
-    """Write each target's final result and the cast's status, derived from them."""
-    now = timezone.now()
-    for target in transfer.targets.exclude(status__in=Target.FINAL):
-        result = results.get(target.pk)
-        if result is None:
-            target.status = Target.Status.FAILED
-            target.error = error or "no result was reported for this target"
-        else:
-            status = result.get("status")
-            target.status = status if status in Target.FINAL else Target.Status.FAILED
-            target.error = str(result.get("error") or "")[:4000]
-            if target.status == Target.Status.COMPLETED:
-                target.bytes_done = int(result.get("bytes_done", transfer.size or 0))
-        target.finished_at = now
-        if target.started_at and target.status == Target.Status.COMPLETED and transfer.size:
-            seconds = (now - target.started_at).total_seconds()
-            target.rate = transfer.size / seconds if seconds > 0 else None
-        target.save(update_fields=["status", "error", "bytes_done", "finished_at", "rate"])
+    """Write the remaining targets' results and the cast's status, derived from all targets."""
+    targets_record(transfer=transfer, results=results)
+    transfer.targets.exclude(status__in=Target.FINAL).update(
+        status=Target.Status.FAILED,
+        error=(error or "no result was reported for this target")[:4000],
+        finished_at=timezone.now(),
+    )
     statuses = list(transfer.targets.values_list("status", flat=True))
     good = sum(s in (Target.Status.COMPLETED, Target.Status.SKIPPED) for s in statuses)
-    if good == len(statuses):
+    if transfer.status == Transfer.Status.CANCELLED:
+        pass
+    elif good == len(statuses):
         transfer.status = Transfer.Status.COMPLETED
     elif good:
         transfer.status = Transfer.Status.PARTIAL
@@ -322,7 +354,7 @@ def transfer_finish(
         failed = transfer.targets.filter(status=Target.Status.FAILED).select_related("node")
         error = "; ".join(f"{t.node.name}: {t.error}" for t in failed[:5])
     transfer.error = error[:4000]
-    transfer.finished_at = now
+    transfer.finished_at = timezone.now()
     transfer.source_bytes_sent += source_bytes
     transfer.relay_bytes_sent += relay_bytes
     transfer.lease_owner = ""
@@ -340,6 +372,25 @@ def transfer_finish(
     )
     publish_transfer(transfer)
     return transfer
+
+
+def busy_nodes(*, default_limit: int) -> set[int]:
+    """Nodes already taking part in as many running casts as they may."""
+    counts: dict[int, int] = {}
+    running = Transfer.objects.filter(status=Transfer.Status.RUNNING)
+    for node_id in running.values_list("source_id", flat=True):
+        counts[node_id] = counts.get(node_id, 0) + 1
+    for node_id, n in (
+        Target.objects.filter(transfer__status=Transfer.Status.RUNNING)
+        .exclude(status__in=Target.FINAL)
+        .values_list("node_id")
+        .annotate(n=Count("transfer_id", distinct=True))
+    ):
+        counts[node_id] = counts.get(node_id, 0) + n
+    if not counts:
+        return set()
+    limits = dict(Node.objects.filter(pk__in=list(counts)).values_list("pk", "max_concurrent"))
+    return {pk for pk, n in counts.items() if n >= (limits.get(pk) or default_limit)}
 
 
 @transaction.atomic

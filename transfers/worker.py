@@ -57,6 +57,11 @@ class Running:
     target_nodes: dict[int, int] = field(default_factory=dict)  # target id -> node id
     progress_refs: list[Any] = field(default_factory=list)
     last_progress: float = 0.0
+    rounds: int = 0
+    source_bytes: int = 0
+    relay_bytes: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    pids: dict[int, int | None] = field(default_factory=dict)  # target id -> its actor's pid at launch
 
 
 class Worker:
@@ -68,6 +73,7 @@ class Worker:
         self.backoff = 1.0
         self.next_connect = 0.0
         self.actors: dict[int, Any] = {}
+        self.actor_names: dict[int, str] = {}
         self.running: dict[int, Running] = {}
         self.pending_pings: dict[int, Any] = {}
         self.heard_from: set[int] = set()  # nodes whose actor answered this worker
@@ -131,6 +137,7 @@ class Worker:
         }
         if node.ray_node_id:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+        self.actor_names[node.pk] = options["name"]
         handle = (
             ray.remote(CastNode)
             .options(**options)
@@ -202,7 +209,11 @@ class Worker:
                 continue
             try:
                 handle = self.actor_for(node)
-                self.pending_pings[node.pk] = handle.ping.remote()
+                caps = {
+                    "egress": node.egress_cap or settings.CASTRAY_DEFAULT_EGRESS_CAP or None,
+                    "ingress": node.ingress_cap or settings.CASTRAY_DEFAULT_INGRESS_CAP or None,
+                }
+                self.pending_pings[node.pk] = handle.ping.remote(caps)
             except Exception as exc:  # noqa: BLE001 - placement errors are reported per node
                 node_mark(node=node, status=Node.Status.ERROR, detail=f"could not start actor: {_short(exc)}")
         for node in nodes.values():
@@ -216,8 +227,13 @@ class Worker:
 
     def claim(self) -> list[int]:
         room = settings.CASTRAY_MAX_ACTIVE_TRANSFERS - len(self.running)
+        if room <= 0:
+            return []
         claimed = services.transfer_claim(
-            worker_id=self.worker_id, lease_seconds=settings.CASTRAY_LEASE_SECONDS, limit=room
+            worker_id=self.worker_id,
+            lease_seconds=settings.CASTRAY_LEASE_SECONDS,
+            limit=room,
+            exclude_nodes=services.busy_nodes(default_limit=settings.CASTRAY_DEFAULT_NODE_CONCURRENCY),
         )
         for transfer in claimed:
             self.begin(transfer)
@@ -234,17 +250,18 @@ class Worker:
         ref = self.actor_for(source).file_info.remote(transfer.file_name, chunk)
         self.running[transfer.pk] = Running(transfer.pk, "info", ref)
 
-    def launch(self, run: Running, transfer: Transfer, info: dict[str, Any]) -> None:
-        """Plan the tree over live targets and start the cast on the source actor."""
+    def launch(self, run: Running, transfer: Transfer) -> None:
+        """Plan a tree over the live targets still to serve and start a round on the source."""
         chunk = transfer.chunk_size or settings.CASTRAY_CHUNK_SIZE
         hops: list[Hop] = []
+        names: dict[int, str] = {}
         for target in transfer.targets.select_related("node").exclude(status__in=Target.FINAL):
             node = target.node
             if not node.enabled:
                 services.targets_fail(
                     transfer=transfer, targets=[target], reason=f"target node {node.name} is disabled"
                 )
-            elif node.status != Node.Status.ONLINE or not node.port:
+            elif node.status != Node.Status.ONLINE or not node.port or node.pk not in self.actors:
                 detail = f": {node.status_detail}" if node.status_detail else ""
                 services.targets_fail(
                     transfer=transfer, targets=[target], reason=f"target node {node.name} is {node.status}{detail}"
@@ -252,23 +269,106 @@ class Worker:
             else:
                 hops.append(Hop(target.pk, node.name, node.address, node.port))
                 run.target_nodes[target.pk] = node.pk
-        children, tree = plan_tree(transfer.source.name, hops)
-        services.transfer_start(
-            transfer=transfer, size=info["size"], sha256=info["sha256"], tree=tree, chunk_size=chunk
-        )
+                run.pids.setdefault(target.pk, node.actor_pid)
+                names[target.pk] = self.actor_names.get(node.pk, "")
+        fan_out = transfer.fan_out or settings.CASTRAY_DEFAULT_FAN_OUT
+        children, tree = plan_tree(transfer.source.name, hops, fan_out)
+        if run.rounds == 0:
+            services.transfer_start(
+                transfer=transfer, size=run.info["size"], sha256=run.info["sha256"], tree=tree, chunk_size=chunk
+            )
+        else:
+            rounds = list(transfer.tree.get("rounds", [])) + [tree]
+            Transfer.objects.filter(pk=transfer.pk).update(tree={**transfer.tree, "rounds": rounds})
+        services.targets_set_parents(transfer=transfer, parents=_parents(children, transfer.source_id, run))
+        run.rounds += 1
         if not hops:
-            services.transfer_finish(transfer=transfer, results={})
-            del self.running[run.transfer_id]
+            self.finish(run, transfer, {})
             return
         plan = {
             "transfer": transfer.pk,
             "name": transfer.file_name,
+            "dest_name": transfer.dest_name or transfer.file_name,
             "chunk_size": chunk,
-            "sha256": info["sha256"],
+            "sha256": run.info["sha256"],
             "children": children,
+            "mode": transfer.mode,
+            "actors": names,
+            "namespace": settings.CASTRAY_RAY_NAMESPACE,
         }
         run.stage = "cast"
         run.ref = self.actor_for(transfer.source).cast.remote(plan)
+
+    def finish(self, run: Running, transfer: Transfer, results: dict[int, dict[str, Any]], error: str = "") -> None:
+        self.running.pop(run.transfer_id, None)
+        services.transfer_finish(
+            transfer=transfer,
+            results=results,
+            error=error,
+            source_bytes=run.source_bytes,
+            relay_bytes=run.relay_bytes,
+        )
+        for node_id in set(run.target_nodes.values()) | {transfer.source_id}:
+            handle = self.actors.get(node_id)
+            if handle is not None:
+                handle.forget.remote(run.transfer_id)
+
+    def round_done(self, run: Running, transfer: Transfer, result: dict[str, Any]) -> None:
+        """Record a finished round; re-parent live targets that failed with their relay."""
+        results = {int(k): v for k, v in result.get("results", {}).items()}
+        received = sum(int(v.get("bytes_received") or 0) for v in results.values())
+        source_bytes = int(result.get("source_bytes", 0)) - run.source_bytes
+        run.source_bytes += source_bytes
+        run.relay_bytes += max(0, received - source_bytes)
+        self.report_progress(run, transfer, force=True)
+        if not result.get("ok"):
+            self.finish(run, transfer, results, error=result.get("error", ""))
+            return
+        failed = {tid: r for tid, r in results.items() if r.get("status") == Target.Status.FAILED}
+        services.targets_record(transfer=transfer, results={k: v for k, v in results.items() if k not in failed})
+        retry = self.alive_targets(run, failed) if run.rounds <= settings.CASTRAY_REPAIR_ROUNDS else []
+        if not retry:
+            self.finish(run, transfer, failed)
+            return
+        # Targets whose own node still answers failed because of their upstream: serve them
+        # again from the source; they resume from the chunks they hold.
+        services.targets_record(transfer=transfer, results={k: v for k, v in failed.items() if k not in retry})
+        reasons = "; ".join(sorted({str(failed[t].get("error")) for t in retry}))[:500]
+        services.targets_retry(transfer=transfer, target_ids=retry, reason=f"re-parented after: {reasons}")
+        log.info("cast %s: re-parenting %d target(s) after a failed relay", transfer.pk, len(retry))
+        for tid in list(run.target_nodes):
+            if tid not in retry:
+                run.target_nodes.pop(tid)
+        self.launch(run, Transfer.objects.select_related("source").get(pk=transfer.pk))
+
+    def alive_targets(self, run: Running, failed: dict[int, dict[str, Any]]) -> list[int]:
+        import ray
+
+        refs = {}
+        for tid in failed:
+            handle = self.actors.get(run.target_nodes.get(tid, -1))
+            if handle is not None:
+                refs[tid] = handle.ping.remote()
+        if not refs:
+            return []
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=3)
+        alive = []
+        for tid, ref in refs.items():
+            if ref in ready:
+                try:
+                    pid = ray.get(ref)["pid"]
+                except Exception:  # noqa: BLE001 - a dead actor is simply not alive
+                    continue
+                # A restarted actor is a new process: the one that held this target died.
+                if pid == run.pids.get(tid):
+                    alive.append(tid)
+        return alive
+
+    def cancel_on_actors(self, run: Running, transfer: Transfer) -> None:
+        for node_id in set(run.target_nodes.values()) | {transfer.source_id}:
+            handle = self.actors.get(node_id)
+            if handle is not None:
+                handle.cancel.remote(run.transfer_id)
 
     def poll(self) -> list[int]:
         """Advance every running cast; return the ids that finished."""
@@ -280,6 +380,8 @@ class Worker:
             transfer = Transfer.objects.select_related("source").get(pk=run.transfer_id)
             if transfer.status != Transfer.Status.RUNNING or transfer.lease_owner != self.worker_id:
                 # Cancelled, or recovered by another worker after our lease ran out.
+                if transfer.status == Transfer.Status.CANCELLED:
+                    self.cancel_on_actors(run, transfer)
                 del self.running[run.transfer_id]
                 finished.append(run.transfer_id)
                 continue
@@ -295,26 +397,16 @@ class Worker:
                     reason = f"cannot cast {transfer.file_name} from {transfer.source.name}: {cause}"
                 else:
                     reason = f"source node {transfer.source.name} failed: {_short(exc)}"
-                del self.running[run.transfer_id]
-                services.transfer_finish(transfer=transfer, results={}, error=reason)
+                self.finish(run, transfer, {}, error=reason)
                 finished.append(run.transfer_id)
                 continue
             if run.stage == "info":
-                self.launch(run, transfer, result)
-                continue
-            del self.running[run.transfer_id]
-            self.report_progress(run, transfer, force=True)
-            results = {int(k): v for k, v in result.get("results", {}).items()}
-            total_sent = sum(int(v.get("bytes_done") or 0) for v in results.values())
-            source_bytes = int(result.get("source_bytes", 0))
-            services.transfer_finish(
-                transfer=transfer,
-                results=results,
-                error="" if result.get("ok") else result.get("error", ""),
-                source_bytes=source_bytes,
-                relay_bytes=max(0, total_sent - source_bytes),
-            )
-            finished.append(run.transfer_id)
+                run.info = result
+                self.launch(run, transfer)
+            else:
+                self.round_done(run, transfer, result)
+            if run.transfer_id not in self.running:
+                finished.append(run.transfer_id)
         return finished
 
     def report_progress(self, run: Running, transfer: Transfer, *, force: bool = False) -> None:
@@ -410,3 +502,16 @@ class Worker:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _parents(children: list[dict[str, Any]], source_id: int, run: Running) -> dict[int, int | None]:
+    """Target id -> the node id it receives from, read off the plan."""
+    out: dict[int, int | None] = {}
+
+    def walk(plans: list[dict[str, Any]], parent_node: int) -> None:
+        for plan in plans:
+            out[plan["target"]] = parent_node
+            walk(plan["children"], run.target_nodes[plan["target"]])
+
+    walk(children, source_id)
+    return out
