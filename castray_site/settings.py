@@ -202,3 +202,8 @@ CASTRAY_DEFAULT_NODE_CONCURRENCY = env_int("CASTRAY_DEFAULT_NODE_CONCURRENCY", 4
 CASTRAY_INBOX_SIZE = env_int("CASTRAY_INBOX_SIZE", 1000, minimum=1)
 # Rounds of re-parenting after relays fail (targets resume from the chunks they hold).
 CASTRAY_REPAIR_ROUNDS = env_int("CASTRAY_REPAIR_ROUNDS", 2, minimum=0)
+# Paced send rate of the reliable-UDP mode, bytes per second per receiver (0: unpaced).
+CASTRAY_UDP_RATE = env_size("CASTRAY_UDP_RATE", 200 * 1024 * 1024)
+# Testing and benchmarking only: the UDP sender skips every Nth datagram of its first pass,
+# as if the network lost it, so NACK repair is exercised. 0 (the default) drops nothing.
+CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodes.storage import META_DIR, PART_SUFFIX, Digester, ManifestCache, resolve_in
+from nodes.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
 from transfers.engine import ChunkSource, Counters, Limits, NameLocks, Progress, Receiver, manifest_for, send_children
+from transfers.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
 
 log = logging.getLogger("castray.actor")
 
@@ -52,6 +53,7 @@ class CastNode:
         self.manifests = ManifestCache(self.root)
         self.counters = Counters()
         self.locks = NameLocks()
+        self.store = StoreReceiver(self.root, self.manifests, self.progress, self.limits)
         self.ray_node_id = ray.get_runtime_context().get_node_id()
         # Advertise the address other hosts reach this Ray node on, never localhost alone.
         self.address = bind_address or ray.util.get_node_ip_address()
@@ -84,6 +86,7 @@ class CastNode:
                 limits=self.limits,
                 counters=self.counters,
                 locks=self.locks,
+                address=self.address,
             ).handle(conn)
 
     # --- worker-facing methods --------------------------------------------------------
@@ -114,18 +117,21 @@ class CastNode:
             return {"ok": False, "error": reason, "results": {}}
         if plan.get("sha256") and plan["sha256"] != manifest.sha256:
             return {"ok": False, "error": f"{name} changed on {self.name} since the cast was queued", "results": {}}
-        source = ChunkSource.from_manifest(path, manifest)
-        results, threads = send_children(
-            source,
-            plan["children"],
-            transfer=int(plan["transfer"]),
-            name=plan.get("dest_name", name),
-            secret=self.secret,
-            limits=self.limits,
-            counters=self.counters,
-        )
-        for thread in threads:
-            thread.join()
+        mode = plan.get("mode", "tcp")
+        if mode == "object_store":
+            results = store_cast(plan, path, manifest, limits=self.limits, counters=self.counters)
+        elif mode == "udp":
+            results = udp_cast(
+                plan,
+                path,
+                manifest,
+                secret=self.secret,
+                limits=self.limits,
+                counters=self.counters,
+                rate=float(plan.get("udp_rate") or 0),
+            )
+        else:
+            results = self._cast_tcp(plan, path, manifest)
         return {
             "ok": True,
             "size": manifest.size,
@@ -135,6 +141,33 @@ class CastNode:
             "seconds": time.time() - started,
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }
+
+    def _cast_tcp(self, plan: dict[str, Any], path: Path, manifest: Manifest) -> dict[str, dict[str, Any]]:
+        source = ChunkSource.from_manifest(path, manifest)
+        results, threads = send_children(
+            source,
+            plan["children"],
+            transfer=int(plan["transfer"]),
+            name=plan.get("dest_name", plan["name"]),
+            secret=self.secret,
+            limits=self.limits,
+            counters=self.counters,
+        )
+        for thread in threads:
+            thread.join()
+        return results
+
+    # --- object-store mode: called by the source actor ------------------------------
+    def store_begin(
+        self, transfer: int, target: int, name: str, size: int, sha256: str, chunk_size: int
+    ) -> dict[str, Any]:
+        return self.store.begin(transfer, target, name, size, sha256, chunk_size)
+
+    def store_chunk(self, transfer: int, target: int, index: int, crc: int, data: bytes) -> None:
+        self.store.chunk(transfer, target, index, crc, data)
+
+    def store_end(self, transfer: int, target: int, error: str) -> dict[str, Any]:
+        return self.store.end(transfer, target, error)
 
     def progress_of(self, transfer: int) -> dict[str, dict[str, Any]]:
         return self.progress.snapshot(transfer)

@@ -298,8 +298,10 @@ class Receiver:
         limits: Limits,
         counters: Counters,
         locks: NameLocks,
+        address: str = "0.0.0.0",
     ) -> None:
         self.locks = locks
+        self.address = address
         self.root = root
         self.secret = secret
         self.progress = progress
@@ -350,6 +352,18 @@ class Receiver:
         if size < 0 or not 1 <= chunk_size <= 256 * 1024 * 1024:
             raise wire.ProtocolError("offer has an invalid size or chunk size")
         name = str(offer["name"])
+        if offer.get("mode") == "udp":
+            from transfers.modes import udp_receive
+
+            return udp_receive(
+                sock,
+                offer,
+                root=self.root,
+                address=self.address,
+                manifests=self.manifests,
+                progress=self.progress,
+                limits=self.limits,
+            )
         dest = resolve_in(self.root, name)
         count = chunk_count(size, chunk_size)
         children = offer.get("children") or []

@@ -254,7 +254,7 @@ class Worker:
         """Plan a tree over the live targets still to serve and start a round on the source."""
         chunk = transfer.chunk_size or settings.CASTRAY_CHUNK_SIZE
         hops: list[Hop] = []
-        names: dict[int, str] = {}
+        names: dict[str, str] = {}
         for target in transfer.targets.select_related("node").exclude(status__in=Target.FINAL):
             node = target.node
             if not node.enabled:
@@ -270,7 +270,7 @@ class Worker:
                 hops.append(Hop(target.pk, node.name, node.address, node.port))
                 run.target_nodes[target.pk] = node.pk
                 run.pids.setdefault(target.pk, node.actor_pid)
-                names[target.pk] = self.actor_names.get(node.pk, "")
+                names[str(target.pk)] = self.actor_names.get(node.pk, "")
         fan_out = transfer.fan_out or settings.CASTRAY_DEFAULT_FAN_OUT
         children, tree = plan_tree(transfer.source.name, hops, fan_out)
         if run.rounds == 0:
@@ -295,6 +295,8 @@ class Worker:
             "mode": transfer.mode,
             "actors": names,
             "namespace": settings.CASTRAY_RAY_NAMESPACE,
+            "udp_rate": settings.CASTRAY_UDP_RATE,
+            "udp_drop_every": settings.CASTRAY_UDP_DROP_EVERY,
         }
         run.stage = "cast"
         run.ref = self.actor_for(transfer.source).cast.remote(plan)
