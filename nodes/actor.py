@@ -18,7 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from nodes.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
-from transfers.engine import ChunkSource, Counters, Limits, NameLocks, Progress, Receiver, manifest_for, send_children
+from transfers import wire
+from transfers.engine import (
+    ChunkSource,
+    Counters,
+    Inbox,
+    Limits,
+    NameLocks,
+    Progress,
+    Receiver,
+    manifest_for,
+    send_children,
+    send_messages,
+)
 from transfers.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
 
 log = logging.getLogger("castray.actor")
@@ -41,6 +53,7 @@ class CastNode:
         port: int = 0,
         io_timeout: float = 60.0,
         bind_address: str | None = None,
+        inbox_size: int = 1000,
     ) -> None:
         import ray  # only inside the actor: the control plane imports this module's helpers
 
@@ -53,6 +66,7 @@ class CastNode:
         self.manifests = ManifestCache(self.root)
         self.counters = Counters()
         self.locks = NameLocks()
+        self.inbox = Inbox(inbox_size)
         self.store = StoreReceiver(self.root, self.manifests, self.progress, self.limits)
         self.ray_node_id = ray.get_runtime_context().get_node_id()
         # Advertise the address other hosts reach this Ray node on, never localhost alone.
@@ -87,6 +101,7 @@ class CastNode:
                 counters=self.counters,
                 locks=self.locks,
                 address=self.address,
+                inbox=self.inbox,
             ).handle(conn)
 
     # --- worker-facing methods --------------------------------------------------------
@@ -168,6 +183,36 @@ class CastNode:
 
     def store_end(self, transfer: int, target: int, error: str) -> dict[str, Any]:
         return self.store.end(transfer, target, error)
+
+    # --- messages ----------------------------------------------------------------------
+    def send_messages(self, batches: list[dict[str, Any]]) -> dict[int, str]:
+        """Deliver each batch to its node's inbox; return delivery id -> "" or the reason."""
+        outcome: dict[int, str] = {}
+
+        def run(batch: dict[str, Any]) -> None:
+            ids = [int(m["id"]) for m in batch["messages"]]
+            try:
+                acked = send_messages(
+                    batch["address"],
+                    int(batch["port"]),
+                    batch["messages"],
+                    secret=self.secret,
+                    timeout=self.limits.io_timeout,
+                )
+            except (OSError, wire.ProtocolError) as exc:
+                outcome.update({i: f"could not reach {batch['node']}: {exc}" for i in ids})
+                return
+            outcome.update({i: "" if i in acked else f"{batch['node']} did not acknowledge it" for i in ids})
+
+        threads = [threading.Thread(target=run, args=(batch,), daemon=True) for batch in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return outcome
+
+    def inbox_latest(self, count: int = 50) -> list[dict[str, Any]]:
+        return self.inbox.latest(count)
 
     def progress_of(self, transfer: int) -> dict[str, dict[str, Any]]:
         return self.progress.snapshot(transfer)

@@ -408,3 +408,75 @@ def transfer_cancel(*, transfer: Transfer) -> bool:
         transfer.refresh_from_db()
         publish_transfer(transfer)
     return bool(won)
+
+
+def messages_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[int]:
+    """Claim up to `limit` queued messages (oldest first) with a compare-and-swap."""
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at", "id")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(
+            status=Message.Status.RUNNING,
+            lease_owner=worker_id,
+            lease_expires=now + timedelta(seconds=lease_seconds),
+        )
+        return list(Message.objects.filter(pk__in=ids, lease_owner=worker_id).values_list("id", flat=True))
+
+
+def messages_recover_expired(*, worker_id: str) -> int:
+    """Requeue messages whose worker died before recording their deliveries."""
+    return (
+        Message.objects.filter(status=Message.Status.RUNNING, lease_expires__lt=timezone.now())
+        .exclude(lease_owner=worker_id)
+        .update(status=Message.Status.QUEUED, lease_owner="", lease_expires=None)
+    )
+
+
+@transaction.atomic
+def deliveries_record(*, message_ids: list[int], results: dict[int, str], final: bool = True) -> None:
+    """Record deliveries' outcomes (`""` for delivered, else the reason).
+
+    With `final`, deliveries of these messages still pending have failed. A message gets its
+    status once none of its deliveries is pending.
+    """
+    now = timezone.now()
+    delivered = [pk for pk, error in results.items() if not error]
+    Delivery.objects.filter(pk__in=delivered).update(status=Delivery.Status.DELIVERED, delivered_at=now, error="")
+    by_error: dict[str, list[int]] = {}
+    for pk, error in results.items():
+        if error:
+            by_error.setdefault(error[:2000], []).append(pk)
+    for error, pks in by_error.items():
+        Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.FAILED, error=error)
+    if final:
+        Delivery.objects.filter(message_id__in=message_ids, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.FAILED, error="no result was reported for this recipient"
+        )
+    counts = (
+        Delivery.objects.filter(message_id__in=message_ids)
+        .values("message_id")
+        .annotate(
+            total=Count("id"),
+            ok=Count("id", filter=Q(status=Delivery.Status.DELIVERED)),
+            pending=Count("id", filter=Q(status=Delivery.Status.PENDING)),
+        )
+    )
+    groups: dict[str, list[int]] = {}
+    for row in counts:
+        if row["pending"]:
+            continue
+        status = (
+            Message.Status.COMPLETED
+            if row["ok"] == row["total"]
+            else Message.Status.PARTIAL
+            if row["ok"]
+            else Message.Status.FAILED
+        )
+        groups.setdefault(status, []).append(row["message_id"])
+    for status, pks in groups.items():
+        Message.objects.filter(pk__in=pks).update(status=status, delivered_at=now, lease_owner="", lease_expires=None)

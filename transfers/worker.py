@@ -29,10 +29,12 @@ from clusters.services import cluster_active, cluster_record
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
 from transfers import services
-from transfers.models import Target, Transfer
+from transfers.models import Delivery, Target, Transfer
 from transfers.planner import Hop, plan_tree
 
 log = logging.getLogger("castray.worker")
+# Messages handed to actors per worker step: large enough for thousands per second.
+MESSAGE_BATCH = 2000
 
 
 def cluster_secret() -> bytes:
@@ -75,6 +77,7 @@ class Worker:
         self.actors: dict[int, Any] = {}
         self.actor_names: dict[int, str] = {}
         self.running: dict[int, Running] = {}
+        self.message_refs: list[tuple[Any, list[int]]] = []  # (actor call, message ids in it)
         self.pending_pings: dict[int, Any] = {}
         self.heard_from: set[int] = set()  # nodes whose actor answered this worker
         self.connected_at = 0.0
@@ -147,6 +150,7 @@ class Worker:
                 self.secret,
                 port=node.requested_port or 0,
                 io_timeout=settings.CASTRAY_IO_TIMEOUT,
+                inbox_size=settings.CASTRAY_INBOX_SIZE,
             )
         )
         self.actors[node.pk] = handle
@@ -411,6 +415,73 @@ class Worker:
                 finished.append(run.transfer_id)
         return finished
 
+    # --- messages ------------------------------------------------------------------------
+    def deliver_messages(self) -> int:
+        """Claim queued messages and hand each sender's batch to its actor; return how many."""
+        if len(self.message_refs) >= 8:
+            return 0
+        ids = services.messages_claim(
+            worker_id=self.worker_id, lease_seconds=settings.CASTRAY_LEASE_SECONDS, limit=MESSAGE_BATCH
+        )
+        if not ids:
+            return 0
+        deliveries = Delivery.objects.filter(message_id__in=ids, status=Delivery.Status.PENDING).select_related(
+            "message", "message__sender", "node"
+        )
+        plans: dict[int, dict[int, dict[str, Any]]] = {}  # sender -> node -> batch
+        unreachable: dict[int, str] = {}
+        for d in deliveries:
+            node = d.node
+            if not node.enabled or node.status != Node.Status.ONLINE or not node.port:
+                unreachable[d.pk] = f"recipient {node.name} is {'disabled' if not node.enabled else node.status}"
+                continue
+            batch = plans.setdefault(d.message.sender_id, {}).setdefault(
+                node.pk, {"node": node.name, "address": node.address, "port": node.port, "messages": []}
+            )
+            batch["messages"].append(
+                {
+                    "id": d.pk,
+                    "message": d.message_id,
+                    "sender": d.message.sender.name,
+                    "kind": d.message.kind,
+                    "content": d.message.content,
+                    "created": d.message.created_at.isoformat(),
+                }
+            )
+        for sender_id, batches in plans.items():
+            sender = Node.objects.get(pk=sender_id)
+            if sender.status != Node.Status.ONLINE or sender_id not in self.actors:
+                for batch in batches.values():
+                    unreachable.update({m["id"]: f"sender {sender.name} is {sender.status}" for m in batch["messages"]})
+                continue
+            sender_ids = sorted({m["message"] for b in batches.values() for m in b["messages"]})
+            self.message_refs.append((self.actors[sender_id].send_messages.remote(list(batches.values())), sender_ids))
+        if unreachable or not plans:
+            # In-flight deliveries are recorded when their actor call returns.
+            services.deliveries_record(message_ids=ids, results=unreachable, final=not plans)
+        return len(ids)
+
+    def record_messages(self) -> int:
+        import ray
+        from ray.exceptions import RayError
+
+        done = 0
+        for ref, ids in list(self.message_refs):
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                continue
+            self.message_refs.remove((ref, ids))
+            try:
+                results = ray.get(ref)
+            except RayError as exc:
+                results = {}
+                error = f"sender failed: {_short(exc)}"
+                pks = Delivery.objects.filter(message_id__in=ids, status=Delivery.Status.PENDING)
+                results = {pk: error for pk in pks.values_list("pk", flat=True)}
+            services.deliveries_record(message_ids=ids, results=results)
+            done += len(ids)
+        return done
+
     def report_progress(self, run: Running, transfer: Transfer, *, force: bool = False) -> None:
         """Collect receivers' progress sent last time and ask again, a few times a second."""
         import ray
@@ -463,8 +534,10 @@ class Worker:
         if now - self.last_recover >= settings.CASTRAY_LEASE_SECONDS / 3:
             self.last_recover = now
             did["recovered"] = self.recover()
+            services.messages_recover_expired(worker_id=self.worker_id)
         did["claimed"] = self.claim() if self.ready_to_claim() else []
         did["finished"] = self.poll()
+        did["messages"] = self.deliver_messages() + self.record_messages()
         if now - self.last_lease >= settings.CASTRAY_LEASE_SECONDS / 3:
             self.last_lease = now
             did["renewed"] = self.renew()
@@ -486,7 +559,7 @@ class Worker:
             except Exception:  # noqa: BLE001 - the loop must survive any one bad step
                 log.exception("worker step failed")
                 did = {}
-            busy = did.get("claimed") or did.get("finished")
+            busy = did.get("claimed") or did.get("finished") or did.get("messages")
             self.stop_event.wait(0 if busy else idle_sleep)
         log.info("worker %s stopped", self.worker_id)
 
