@@ -10,15 +10,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "castray_site.settings")
 # Django must be set up before anything imports models (the routing does).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from castray_site.routing import websocket_urlpatterns  # noqa: E402
+from castray_site.ws_auth import websocket_stack  # noqa: E402
 
+# Origin check, then the session or an API token (castray_site/ws_auth.py), then the route.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
     }
 )

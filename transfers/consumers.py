@@ -1,35 +1,179 @@
-"""WebSocket consumers. Thin: authenticate, join groups, relay events from transfers.events."""
+"""WebSocket consumers. Thin: authenticate, join groups, relay events from transfers.events.
+
+The mapping from channel-layer events to what clients receive is documented in
+transfers/events.py. Every socket starts with the current state read from the database, so
+a client that reconnects is up to date at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from transfers.events import STATUS_GROUP
+from castray_site.ws_auth import chosen_subprotocol
+from nodes.models import Node
+from transfers.events import (
+    STATUS_GROUP,
+    StatusUpdateMessage,
+    TransferActivity,
+    TransferActivityMessage,
+    node_group,
+    transfer_group,
+)
+from transfers.models import Transfer
+from transfers.snapshot import node_event, status_snapshot, transfer_event
+
+UNAUTHENTICATED = 4401
+NOT_FOUND = 4404
+# Node and cluster events arriving within this window give one status_update.
+STATUS_COALESCE_SECONDS = 0.3
+# The old feed pushed its status periodically; dashboards written for it expect that.
+STATUS_REFRESH_SECONDS = 10.0
 
 
-class StatusConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws`: cluster, node and transfer events for dashboards. Authenticated users only."""
+@database_sync_to_async
+def _status() -> dict[str, Any]:
+    return status_snapshot()
 
-    groups: list[str] = []
 
-    async def connect(self) -> None:
+@database_sync_to_async
+def _transfer_state(transfer_id: int) -> dict[str, Any] | None:
+    transfer = Transfer.objects.filter(pk=transfer_id).first()
+    return dict(transfer_event(transfer)) if transfer else None
+
+
+@database_sync_to_async
+def _transfer_labels(transfer_id: int) -> dict[str, str]:
+    row = Transfer.objects.filter(pk=transfer_id).values("file_name", "source__name", "cast_type").first()
+    if row is None:
+        return {}
+    return {"file_name": row["file_name"], "source": row["source__name"], "cast_type": row["cast_type"]}
+
+
+@database_sync_to_async
+def _node_state(node_id: int) -> dict[str, Any] | None:
+    node = Node.objects.filter(pk=node_id).first()
+    return dict(node_event(node)) if node else None
+
+
+class _Authenticated(AsyncJsonWebsocketConsumer):
+    async def authenticated(self) -> bool:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
-            return
-        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
-        await self.accept()
+            await self.close(code=UNAUTHENTICATED)
+            return False
+        return True
+
+    async def accept_and_join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = group
+        await self.accept(subprotocol=chosen_subprotocol(self.scope))
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
+        joined = getattr(self, "joined", None)
+        if joined:
+            await self.channel_layer.group_discard(joined, self.channel_name)
+
+
+class StatusConsumer(_Authenticated):
+    """`/ws`: the cluster-wide feed for dashboards, in the earlier CastRay's message names."""
+
+    async def connect(self) -> None:
+        if not await self.authenticated():
+            return
+        self.labels: dict[int, dict[str, str]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.status_due: asyncio.Task[None] | None = None
+        await self.accept_and_join(STATUS_GROUP)
+        await self.send_status()
+        self.tasks.append(asyncio.ensure_future(self.refresh_periodically()))
+
+    async def disconnect(self, code: int) -> None:
+        for task in [*getattr(self, "tasks", []), getattr(self, "status_due", None)]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await super().disconnect(code)
+
+    async def send_status(self) -> None:
+        message: StatusUpdateMessage = {"type": "status_update", "data": await _status()}
+        await self.send_json(message)
+
+    async def refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_REFRESH_SECONDS)
+            await self.send_status()
+
+    def status_changed(self) -> None:
+        # Several node events in a burst (a worker starting its actors) give one snapshot.
+        if self.status_due is None or self.status_due.done():
+            self.status_due = asyncio.ensure_future(self.send_status_soon())
+
+    async def send_status_soon(self) -> None:
+        await asyncio.sleep(STATUS_COALESCE_SECONDS)
+        await self.send_status()
+
+    async def transfer_update(self, event: dict[str, Any]) -> None:
+        transfer_id = event["transfer"]
+        if transfer_id not in self.labels:
+            if len(self.labels) > 1000:
+                self.labels.clear()
+            self.labels[transfer_id] = await _transfer_labels(transfer_id)
+        data: TransferActivity = {
+            "event": "transfer.update",
+            "transfer": transfer_id,
+            "status": event["status"],
+            "size": event["size"],
+            "error": event["error"],
+            "targets": event["targets"],
+            **self.labels[transfer_id],  # type: ignore[typeddict-item]
+        }
+        message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
+        await self.send_json(message)
+
+    async def node_update(self, event: dict[str, Any]) -> None:
+        self.status_changed()
+
+    async def cluster_update(self, event: dict[str, Any]) -> None:
+        self.status_changed()
+
+
+class TransferConsumer(_Authenticated):
+    """`/ws/transfers/<id>`: one cast's `transfer.update` events for its page."""
+
+    async def connect(self) -> None:
+        if not await self.authenticated():
+            return
+        transfer_id = int(self.scope["url_route"]["kwargs"]["transfer_id"])
+        state = await _transfer_state(transfer_id)
+        if state is None:
+            await self.close(code=NOT_FOUND)
+            return
+        await self.accept_and_join(transfer_group(transfer_id))
+        await self.send_json(state)
 
     async def transfer_update(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
-    async def node_update(self, event: dict[str, Any]) -> None:
-        await self.send_json(event)
 
-    async def cluster_update(self, event: dict[str, Any]) -> None:
+class NodeConsumer(_Authenticated):
+    """`/ws/nodes/<id>`: one node's `node.update` events for its page."""
+
+    async def connect(self) -> None:
+        if not await self.authenticated():
+            return
+        node_id = int(self.scope["url_route"]["kwargs"]["node_id"])
+        state = await _node_state(node_id)
+        if state is None:
+            await self.close(code=NOT_FOUND)
+            return
+        await self.accept_and_join(node_group(node_id))
+        await self.send_json(state)
+
+    async def node_update(self, event: dict[str, Any]) -> None:
         await self.send_json(event)

@@ -1,14 +1,31 @@
 """The live-event contract: every event CastRay publishes, and the one helper that sends them.
 
 The database is the truth; these only notify. Events go out after the transaction commits,
-to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. A client that reconnects
-refetches state over HTTP.
+to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is throttled here
+(at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`); an event that
+changes a status always goes out, so a client never misses a state, only intermediate bytes.
+
+What clients receive (transfers/consumers.py):
+
+- `/ws` (dashboards; the earlier CastRay's feed). On connect: `{"type": "status_update",
+  "data": <status snapshot>}`. Then `transfer.update` -> `{"type": "transfer_activity",
+  "data": TransferActivity}`; `node.update` and `cluster.update` -> a fresh `status_update`
+  (several in a burst give one).
+- `/ws/transfers/<id>` (transfer page). On connect the transfer's current `transfer.update`;
+  then its `transfer.update` events as they are.
+- `/ws/nodes/<id>` (node page). On connect the node's current `node.update`; then its
+  `node.update` events as they are.
+
+`/ws` also repeats `status_update` every `STATUS_REFRESH_SECONDS` (the old feed was periodic).
+The status snapshot has the shape of the old `GET /api/status` (transfers/snapshot.py).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal, TypedDict
+import threading
+import time
+from typing import Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -17,6 +34,8 @@ from django.db import transaction
 log = logging.getLogger("castray.events")
 
 STATUS_GROUP = "status"
+# Progress-only events for one transfer closer together than this are dropped (per process).
+MIN_PROGRESS_INTERVAL = 0.25
 
 
 def transfer_group(transfer_id: int) -> str:
@@ -63,10 +82,60 @@ class ClusterEvent(TypedDict):
 Event = TransferEvent | NodeEvent | ClusterEvent
 
 
+# --- what `/ws` sends to clients ---------------------------------------------------------------
+class TransferActivity(TypedDict):
+    """`data` of a `transfer_activity` message: the transfer event plus what a dashboard shows."""
+
+    event: Literal["transfer.update"]
+    transfer: int
+    status: str
+    size: int | None
+    error: str
+    targets: list[TargetState]
+    file_name: NotRequired[str]
+    source: NotRequired[str]
+    cast_type: NotRequired[str]
+
+
+class StatusUpdateMessage(TypedDict):
+    type: Literal["status_update"]
+    data: dict[str, Any]
+
+
+class TransferActivityMessage(TypedDict):
+    type: Literal["transfer_activity"]
+    data: TransferActivity
+
+
+class _Throttle:
+    """Remembers, per transfer, when its last event went out and which statuses it carried."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent: dict[int, tuple[float, tuple[str, ...]]] = {}
+
+    def allow(self, event: TransferEvent) -> bool:
+        statuses = (event["status"], *(t["status"] for t in event["targets"]))
+        now = time.monotonic()
+        with self.lock:
+            last = self.sent.get(event["transfer"])
+            if last and last[1] == statuses and now - last[0] < MIN_PROGRESS_INTERVAL:
+                return False
+            if len(self.sent) > 10_000:
+                self.sent.clear()  # bounded: forgetting only lets one extra event through
+            self.sent[event["transfer"]] = (now, statuses)
+            return True
+
+
+_throttle = _Throttle()
+
+
 def publish(groups: list[str], event: Event) -> None:
     """Send `event` to `groups` once the current transaction commits (at once outside one)."""
 
     def send() -> None:
+        if event["type"] == "transfer.update" and not _throttle.allow(event):
+            return
         layer = get_channel_layer()
         if layer is None:
             return
