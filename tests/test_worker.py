@@ -92,3 +92,14 @@ def test_when_ray_is_unreachable_the_api_answers_and_queued_work_waits(ray_sessi
     finally:
         for node_id in list(worker.actors):
             worker.stop_actor(node_id)
+
+
+def test_a_node_whose_actor_cannot_be_placed_shows_the_reason(worker, storage) -> None:
+    # Pinned to a Ray node that does not exist: Ray can never place its actor.
+    Node.objects.create(name="ghost", ray_node_id="ab" * 28)
+
+    def reported() -> bool:
+        return Node.objects.get(name="ghost").status == Node.Status.ERROR
+
+    assert worker.run_until(reported, timeout=30)
+    assert "NodeAffinitySchedulingStrategy doesn't exist" in Node.objects.get(name="ghost").status_detail

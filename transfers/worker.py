@@ -209,6 +209,15 @@ class Worker:
             if stale and node.status == Node.Status.ONLINE:
                 node_mark(node=node, status=Node.Status.OFFLINE, detail="no heartbeat from its actor")
                 done["offline"].append(node.name)
+            elif (
+                node.status == Node.Status.STARTING
+                and node.pk not in self.heard_from
+                and time.monotonic() - self.connected_at > settings.CASTRAY_OFFLINE_AFTER_SECONDS
+            ):
+                # Casts waiting for it go ahead and fail that target with this reason.
+                detail = f"its actor did not answer within {settings.CASTRAY_OFFLINE_AFTER_SECONDS:.0f}s"
+                node_mark(node=node, status=Node.Status.OFFLINE, detail=detail)
+                done["offline"].append(node.name)
             if node.pk in self.pending_pings:
                 continue
             try:
