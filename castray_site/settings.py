@@ -207,3 +207,10 @@ CASTRAY_UDP_RATE = env_size("CASTRAY_UDP_RATE", 200 * 1024 * 1024)
 # Testing and benchmarking only: the UDP sender skips every Nth datagram of its first pass,
 # as if the network lost it, so NACK repair is exercised. 0 (the default) drops nothing.
 CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
+
+# --- Web pages -------------------------------------------------------------------------
+# The pages' own stylesheet and script (whitenoise serves them; nothing comes from a CDN).
+STATICFILES_DIRS = [BASE_DIR / "castray_site" / "static"]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -1,0 +1,245 @@
+"""Web pages about casts: dashboard, cast form, transfer detail, history.
+
+Plain function views: they read rows and call services; they never call Ray. Live updates
+come over the WebSockets of transfers/consumers.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from clusters.models import Cluster
+from nodes.local_files import generate_file, list_files, save_upload
+from nodes.models import Node, NodeGroup
+from nodes.storage import UnsafePath, clean_name
+from transfers.models import Target, Transfer
+from transfers.page_forms import PRESETS, CastForm
+from transfers.retry import transfer_retry
+from transfers.services import CastError, transfer_cancel, transfer_create
+from transfers.snapshot import status_snapshot
+from transfers.tree_layout import layout
+
+HISTORY_PAGE_SIZE = 50
+RECENT_SHOWN = 10
+
+
+def _with_counts(transfers: QuerySet[Transfer]) -> QuerySet[Transfer]:
+    return transfers.select_related("source").annotate(
+        target_count=Count("targets"),
+        done_count=Count("targets", filter=Q(targets__status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
+        failed_count=Count("targets", filter=Q(targets__status=Target.Status.FAILED)),
+    )
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    snapshot = status_snapshot()
+    nodes = Node.objects.all()
+    finished = _with_counts(Transfer.objects.filter(status__in=Transfer.FINAL))
+    day_ago = timezone.now() - timedelta(days=1)
+    counts = dict(
+        Transfer.objects.filter(created_at__gte=day_ago).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    return render(
+        request,
+        "castray/dashboard.html",
+        {
+            "snapshot": snapshot,
+            "cluster": Cluster.objects.filter(active=True).first(),
+            "nodes": nodes,
+            "stats": {s["id"]: s for s in snapshot["node_statuses"]},
+            "active": snapshot["active_casts"],
+            "recent": finished.order_by("-finished_at", "-id")[:RECENT_SHOWN],
+            "day_counts": counts,
+        },
+    )
+
+
+def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
+    """Return the name of the file to cast, generating or storing it first if asked."""
+    data = form.cleaned_data
+    source: Node = data["source"]
+    how = data["file_source"]
+    if how == "existing":
+        return data["file_name"]
+    if how == "upload":
+        upload = data["upload"]
+        name = clean_name(upload.name.replace("\\", "/").rsplit("/", 1)[-1])
+        return save_upload(node=source, name=name, chunks=upload.chunks()).name
+    size = data["gen_size"]
+    name = data["gen_name"] or f"generated-{data['gen_content']}-{size}-{timezone.now():%Y%m%d-%H%M%S}.bin"
+    info = generate_file(node=source, name=name, size=size, content=data["gen_content"])
+    messages.info(request, f"Generated {info.name} ({info.size} bytes) on {source.name}.")
+    return info.name
+
+
+@login_required
+def cast(request: HttpRequest) -> HttpResponse:
+    initial = {"source": request.GET.get("source", "")} if request.GET.get("source") else {}
+    form = CastForm(request.POST or None, request.FILES or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            file_name = _file_for_cast(request, form)
+            choice = data["target_choice"]
+            transfer = transfer_create(
+                source=data["source"],
+                file_name=file_name,
+                targets=list(data["targets"]) if choice == "nodes" else None,
+                group=data["group"] if choice == "group" else None,
+                broadcast=choice == "all",
+                requested_by=request.user,
+                mode=data["mode"],
+                priority=data["priority"] or 0,
+                fan_out=data["fan_out"] or 0,
+                dest_name=data["dest_name"],
+            )
+        except CastError as exc:
+            field = exc.field if exc.field in form.fields else None
+            if exc.field in ("broadcast",):
+                field = "target_choice"
+            form.add_error(field, exc.message)
+        except (UnsafePath, ValueError, OSError) as exc:
+            form.add_error(None, f"the file could not be prepared: {exc}")
+        else:
+            return redirect("transfer-detail", transfer_id=transfer.pk)
+    sources = list(Node.objects.enabled())
+    return render(
+        request,
+        "castray/cast.html",
+        {
+            "form": form,
+            "sources": sources,
+            "files": {node.name: list_files(node) for node in sources},
+            "groups": NodeGroup.objects.annotate(members=Count("nodes")),
+            "presets": PRESETS,
+        },
+    )
+
+
+def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int | None]:
+    delivered = sum(t.bytes_done for t in targets if t.status in (Target.Status.COMPLETED, Target.Status.SKIPPED))
+    duration = transfer.duration
+    return {
+        "delivered": delivered,
+        "duration": duration,
+        "throughput": delivered / duration if duration else None,
+        # Bytes that reached receivers per byte the source sent: about N for a relay tree of
+        # N receivers, 1 for N separate unicasts.
+        "efficiency": delivered / transfer.source_bytes_sent if transfer.source_bytes_sent else None,
+        "source_copies": transfer.source_bytes_sent / transfer.size if transfer.size else None,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _picture(transfer: Transfer, targets: list[Target]):  # type: ignore[no-untyped-def]
+    return layout(transfer.tree or {}, {t.node.name: t.status for t in targets})
+
+
+@login_required
+def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_object_or_404(Transfer.objects.select_related("source", "group", "requested_by"), pk=transfer_id)
+    targets = list(transfer.targets.select_related("node", "parent"))
+    initial = {
+        "id": transfer.pk,
+        "status": transfer.status,
+        "size": transfer.size,
+        "started_at": _iso(transfer.started_at),
+        "finished_at": _iso(transfer.finished_at),
+        "duration": transfer.duration,
+        "rate": transfer.rate,
+        "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],
+        "final": transfer.status in Transfer.FINAL,
+    }
+    return render(
+        request,
+        "castray/transfer_detail.html",
+        {
+            "transfer": transfer,
+            "targets": targets,
+            "totals": _totals(transfer, targets),
+            "tree": _picture(transfer, targets),
+            "initial": initial,
+            "final": transfer.status in Transfer.FINAL,
+        },
+    )
+
+
+@login_required
+def transfer_tree(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    """The tree picture alone, for the transfer page to refresh once the worker planned it."""
+    transfer = get_object_or_404(Transfer, pk=transfer_id)
+    targets = list(transfer.targets.select_related("node"))
+    return render(request, "castray/_tree.html", {"tree": _picture(transfer, targets), "transfer": transfer})
+
+
+@login_required
+@require_POST
+def transfer_cancel_page(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_object_or_404(Transfer, pk=transfer_id)
+    if transfer_cancel(transfer=transfer):
+        messages.success(request, f"Cast #{transfer.pk} cancelled.")
+    else:
+        messages.warning(request, f"Cast #{transfer.pk} had already finished ({transfer.status}).")
+    return redirect("transfer-detail", transfer_id=transfer.pk)
+
+
+@login_required
+@require_POST
+def transfer_retry_page(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_object_or_404(Transfer.objects.select_related("source"), pk=transfer_id)
+    try:
+        again = transfer_retry(transfer=transfer, requested_by=request.user)
+    except CastError as exc:
+        messages.error(request, f"Cannot retry cast #{transfer.pk}: {exc.message}")
+        return redirect("transfer-detail", transfer_id=transfer.pk)
+    messages.success(request, f"Cast #{again.pk} repeats #{transfer.pk}.")
+    return redirect("transfer-detail", transfer_id=again.pk)
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    transfers = _with_counts(Transfer.objects.all())
+    params = request.GET
+    if params.get("status") in Transfer.Status.values:
+        transfers = transfers.filter(status=params["status"])
+    if params.get("cast_type") in Transfer.Cast.values:
+        transfers = transfers.filter(cast_type=params["cast_type"])
+    if params.get("mode") in Transfer.Mode.values:
+        transfers = transfers.filter(mode=params["mode"])
+    if params.get("node"):
+        transfers = transfers.filter(Q(source__name=params["node"]) | Q(targets__node__name=params["node"])).distinct()
+    query = params.get("q", "").strip()
+    if query:
+        match = Q(file_name__icontains=query) | Q(error__icontains=query) | Q(sha256__istartswith=query)
+        if query.lstrip("#").isdigit():
+            match |= Q(pk=int(query.lstrip("#")))
+        transfers = transfers.filter(match)
+    page = Paginator(transfers.order_by("-created_at", "-id"), HISTORY_PAGE_SIZE).get_page(params.get("page"))
+    kept = params.copy()
+    kept.pop("page", None)
+    return render(
+        request,
+        "castray/history.html",
+        {
+            "page": page,
+            "statuses": Transfer.Status.values,
+            "cast_types": Transfer.Cast.values,
+            "modes": Transfer.Mode.values,
+            "node_names": Node.objects.values_list("name", flat=True),
+            "filters": params,
+            "query_string": kept.urlencode(),
+        },
+    )
