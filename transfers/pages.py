@@ -26,6 +26,7 @@ from transfers.page_forms import PRESETS, CastForm
 from transfers.retry import transfer_retry
 from transfers.services import CastError, transfer_cancel, transfer_create
 from transfers.snapshot import status_snapshot
+from transfers.templatetags.castray import size as filesize
 from transfers.tree_layout import layout
 
 HISTORY_PAGE_SIZE = 50
@@ -78,7 +79,7 @@ def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
     size = data["gen_size"]
     name = data["gen_name"] or f"generated-{data['gen_content']}-{size}-{timezone.now():%Y%m%d-%H%M%S}.bin"
     info = generate_file(node=source, name=name, size=size, content=data["gen_content"])
-    messages.info(request, f"Generated {info.name} ({info.size} bytes) on {source.name}.")
+    messages.info(request, f"Generated {info.name} ({filesize(info.size)}) on {source.name}.")
     return info.name
 
 

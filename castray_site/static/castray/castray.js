@@ -166,7 +166,8 @@
   }
 
   // --- transfer detail: bars, chart, tree -----------------------------------------------
-  function drawChart(box, points, note) {
+  // Rates are averages over the intervals between samples, so they are drawn as steps.
+  function drawChart(box, steps, note) {
     const width = Math.max(280, box.clientWidth || 600), height = 220;
     const left = 64, right = 12, top = 12, bottom = 26;
     const ns = "http://www.w3.org/2000/svg";
@@ -180,24 +181,26 @@
       svg.appendChild(el);
       return el;
     };
-    if (points.length < 2 || !points.some((p) => p[1] > 0)) {
+    if (!steps.some((s) => s[2] > 0)) {
       add("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, note || "waiting for progress…");
       box.replaceChildren(svg);
       return;
     }
-    const tMax = Math.max(points[points.length - 1][0], 0.001);
-    const rMax = Math.max(...points.map((p) => p[1]), 1) * 1.1;
-    const x = (t) => left + (t / tMax) * (width - left - right);
-    const y = (r) => top + (1 - r / rMax) * (height - top - bottom);
+    const tMax = Math.max(steps[steps.length - 1][1], 0.001);
+    const rMax = Math.max(...steps.map((s) => s[2])) * 1.1;
+    const x = (t) => (left + (t / tMax) * (width - left - right)).toFixed(1);
+    const y = (r) => (top + (1 - r / rMax) * (height - top - bottom)).toFixed(1);
     for (let i = 0; i <= 4; i += 1) {
       const r = (rMax * i) / 4;
       add("line", { class: i ? "grid" : "axis", x1: left, x2: width - right, y1: y(r), y2: y(r) });
-      add("text", { x: left - 6, y: y(r) + 4, "text-anchor": "end" }, fmt.rate(r));
+      add("text", { x: left - 6, y: Number(y(r)) + 4, "text-anchor": "end" }, fmt.rate(r));
     }
     add("text", { x: left, y: height - 6 }, "0 s");
     add("text", { x: width - right, y: height - 6, "text-anchor": "end" }, fmt.seconds(tMax));
-    const line = points.map((p, i) => (i ? "L" : "M") + x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ");
-    add("path", { class: "area", d: `${line} L${x(tMax).toFixed(1)},${y(0)} L${x(0)},${y(0)} Z` });
+    let line = `M${x(steps[0][0])},${y(0)}`;
+    for (const [from, to, rate] of steps) line += ` L${x(from)},${y(rate)} L${x(to)},${y(rate)}`;
+    line += ` L${x(tMax)},${y(0)}`;
+    add("path", { class: "area", d: `${line} Z` });
     add("path", { class: "line", d: line });
     box.replaceChildren(svg);
   }
@@ -206,14 +209,14 @@
     const data = JSON.parse($("#transfer-data").textContent);
     const chart = $("#rate-chart");
     const samples = []; // [milliseconds, bytes held by all targets]
-    let points = [];
+    let points = []; // [from s, to s, bytes per second]
     let size = data.size;
     let final = data.final;
     const total = (targets) => targets.reduce((s, t) => s + (TARGET_DONE.includes(t.status) ? size || t.bytes_done : t.bytes_done), 0);
 
     if (final && data.duration && data.rate) {
       // Loaded after the end: no live samples, so the cast's average over its duration.
-      points = [[0, data.rate], [data.duration, data.rate]];
+      points = [[0, data.duration, data.rate]];
     } else {
       samples.push([Date.now(), total(data.targets)]);
     }
@@ -233,8 +236,17 @@
       fetch(location.pathname, { credentials: "same-origin" })
         .then((r) => r.text())
         .then((html) => {
-          const fresh = new DOMParser().parseFromString(html, "text/html").querySelector(".totals");
+          const doc = new DOMParser().parseFromString(html, "text/html");
+          const fresh = doc.querySelector(".totals");
           if (fresh) $(".totals").replaceWith(fresh);
+          // The final row: if the cast ended between samples, chart its average instead.
+          const last = JSON.parse(doc.querySelector("#transfer-data").textContent);
+          const tbody = doc.querySelector("#targets tbody");
+          if (tbody) $("#targets tbody").replaceWith(tbody);
+          if (!points.some((p) => p[2] > 0) && last.rate && last.duration) {
+            points = [[0, last.duration, last.rate]];
+            redraw();
+          }
         })
         .catch(() => {});
     }
@@ -268,10 +280,9 @@
         for (let i = 1; i < samples.length; i += 1) {
           const dt = (samples[i][0] - samples[i - 1][0]) / 1000;
           if (dt <= 0) continue;
-          if (!points.length) points.push([(samples[i - 1][0] - t0) / 1000, 0]);
-          points.push([(samples[i][0] - t0) / 1000, Math.max(0, (samples[i][1] - samples[i - 1][1]) / dt)]);
+          const rate = Math.max(0, (samples[i][1] - samples[i - 1][1]) / dt);
+          points.push([(samples[i - 1][0] - t0) / 1000, (samples[i][0] - t0) / 1000, rate]);
         }
-        if (nowFinal) points.push([points.length ? points[points.length - 1][0] : 0, 0]);
         final = nowFinal;
         redraw();
       }

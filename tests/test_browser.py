@@ -1,0 +1,139 @@
+"""A real browser against the real server and worker: log in, generate a file, cast it to two
+nodes from the cast page, and watch it finish live. Saves screenshots of the main pages for
+the README (castray_site/static/castray/screenshots/).
+
+Playwright drives Debian's Chromium (/usr/bin/chromium); browsers are never downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sha256_of
+from tests.servers import BASE_DIR, RunningServer, castray_up
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = BASE_DIR / "castray_site" / "static" / "castray" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.ray,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture
+def server(ray_session, tmp_path: Path) -> Iterator[RunningServer]:
+    with castray_up(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def page(server: RunningServer) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+        assert not errors, errors
+
+
+def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer, page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    # Log in with the account castray_up created.
+    page.goto(server.url + "/")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", server.admin_password)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
+
+    # The dashboard learns over /ws that the three demo nodes are online.
+    expect(page.locator("#nodes-online")).to_have_text("3", timeout=90_000)
+    expect(page.locator("#live-state")).to_have_text("live")
+
+    # Cast page: generate 256 MB on node_1 and cast it to node_2 and node_3.
+    page.click("nav a[href='/cast/']")
+    page.select_option("#id_source", "node_1")
+    page.check("input[name=file_source][value=generate]")
+    page.click(".chip[data-size='10MB']")
+    page.fill("#id_gen_size", "256MB")
+    page.select_option("#id_gen_content", "random")
+    page.fill("#id_gen_name", "browser.bin")
+    page.check("input[name=targets][value=node_2]")
+    page.check("input[name=targets][value=node_3]")
+    assert page.is_disabled("input[name=targets][value=node_1]")  # the source is not a target
+    page.fill("#id_fan_out", "1")
+    shoot(page, "cast")
+    page.click("#cast-submit")
+    page.wait_for_url(re.compile(r"/transfers/\d+/$"))
+    transfer_url = page.url
+
+    # Both bars reach 100% without a reload: the marker set now survives to the end.
+    page.evaluate("window.stillTheSamePage = true")
+    bars = page.locator("#targets .bar")
+    expect(bars).to_have_count(2)
+    for i in range(2):
+        expect(bars.nth(i)).to_have_attribute("aria-valuenow", "100", timeout=120_000)
+    expect(page.locator("#transfer-status")).to_have_text("completed", timeout=30_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.evaluate("window.castrayMessages") >= 1
+    assert page.url == transfer_url
+
+    # The tree (node_1 -> node_2 -> node_3, fan-out 1) and the rate chart are drawn.
+    expect(page.locator("#tree svg.tree g.tree-node")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#tree svg.tree path.tree-link")).to_have_count(2)
+    expect(page.locator("#rate-chart svg path.line")).to_have_count(1, timeout=30_000)
+    expect(page.locator("#total-duration")).not_to_have_text("—", timeout=30_000)
+    shoot(page, "transfer")
+
+    source = server.data_dir / "storage" / "node_1" / "browser.bin"
+    assert source.stat().st_size == 256 * 1024 * 1024
+    for target in ("node_2", "node_3"):
+        assert sha256_of(server.data_dir / "storage" / target / "browser.bin") == sha256_of(source)
+
+    # A second cast of the same file from node_2 to every online node: node_1 already holds
+    # it (skipped at once), node_3 too.
+    page.goto(server.url + "/cast/")
+    page.select_option("#id_source", "node_2")
+    mine = page.locator("#id_file_name optgroup[data-node=node_2] option[value='browser.bin']")
+    page.select_option("#id_file_name", element=mine.element_handle())
+    page.check("input[name=target_choice][value=all]")
+    page.click("#cast-submit")
+    page.wait_for_url(re.compile(r"/transfers/\d+/$"))
+    expect(page.locator("#transfer-status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#targets [data-field=status]")).to_have_text(["skipped", "skipped"])
+
+    # The other main pages, for the README.
+    page.goto(server.url + "/")
+    expect(page.locator("#live-state")).to_have_text("live")
+    shoot(page, "dashboard")
+    page.goto(server.url + "/nodes/")
+    expect(page.locator("#node-table tbody tr")).to_have_count(3)
+    shoot(page, "nodes")
+    page.goto(server.url + "/transfers/")
+    expect(page.locator("td.file", has_text="browser.bin")).to_have_count(2)
+    shoot(page, "history")
