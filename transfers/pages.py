@@ -27,7 +27,7 @@ from transfers.retry import transfer_retry
 from transfers.services import CastError, transfer_cancel, transfer_create
 from transfers.snapshot import status_snapshot
 from transfers.templatetags.castray import size as filesize
-from transfers.tree_layout import layout
+from transfers.tree_layout import TreePicture, layout
 
 HISTORY_PAGE_SIZE = 50
 RECENT_SHOWN = 10
@@ -145,7 +145,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _picture(transfer: Transfer, targets: list[Target]):  # type: ignore[no-untyped-def]
+def _picture(transfer: Transfer, targets: list[Target]) -> TreePicture | None:
     return layout(transfer.tree or {}, {t.node.name: t.status for t in targets})
 
 

@@ -97,6 +97,25 @@
     return done / (size * targets.length);
   }
 
+  // --- node tables (dashboard and node list) from a status_update -----------------------
+  function applyNodes(data) {
+    for (const n of data.node_statuses) {
+      const row = $(`#node-table tr[data-node-id="${n.id}"]`);
+      if (!row) continue;
+      const badge = $('[data-field="status"]', row);
+      setBadge(badge, n.status);
+      badge.title = n.status_detail || "";
+      setText($('[data-field="heartbeat"]', row), fmt.ago(n.last_activity));
+      setText($('[data-field="active"]', row), String(n.active_transfers));
+      const moved = $('[data-field="moved"]', row);
+      if (moved) setText(moved, fmt.size(n.file_transfer_stats.bytes_transferred));
+    }
+  }
+
+  function nodes() {
+    socket("/ws", (msg) => { if (msg.type === "status_update") applyNodes(msg.data); });
+  }
+
   // --- dashboard ------------------------------------------------------------------------
   function dashboard() {
     const list = $("#active-casts");
@@ -130,16 +149,7 @@
     function applyStatus(data) {
       setText($("#nodes-online"), String(data.active_nodes));
       setText($("#nodes-total"), String(data.total_nodes));
-      for (const n of data.node_statuses) {
-        const row = $(`#node-table tr[data-node-id="${n.id}"]`);
-        if (!row) continue;
-        const badge = $('[data-field="status"]', row);
-        setBadge(badge, n.status);
-        badge.title = n.status_detail || "";
-        setText($('[data-field="heartbeat"]', row), fmt.ago(n.last_activity));
-        setText($('[data-field="active"]', row), String(n.active_transfers));
-        setText($('[data-field="moved"]', row), fmt.size(n.file_transfer_stats.bytes_transferred));
-      }
+      applyNodes(data);
       const c = data.cluster;
       if (c) {
         setBadge($('#cluster-card [data-field="status"]'), c.status);
@@ -351,7 +361,7 @@
     followSource();
   }
 
-  const pages = { dashboard, transfer, node, cast };
+  const pages = { dashboard, transfer, node, nodes, cast };
   const page = pages[document.body.dataset.page];
   if (page) page();
   window.castray = { fmt };
