@@ -1,11 +1,22 @@
-"""Every API error is JSON with a `message` a person can act on, plus the field details."""
+"""Every API error is JSON with a `message` a person can act on, plus the field details.
+
+DRF's own errors, the domain's (`CastError`, a Django `ValidationError` from `full_clean`, an
+unsafe file name) and Django's 400/404/500 pages for API paths all come out as
+`{"success": false, "message": "<field>: <what to fix>", "errors": {...}}`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from nodes.storage import UnsafePath
 
 
 def _first_message(data: Any, path: str = "") -> str:
@@ -21,8 +32,27 @@ def _first_message(data: Any, path: str = "") -> str:
     return f"{path}: {text}" if path else text
 
 
+def _as_drf(exc: Exception) -> Exception:
+    """Domain errors raised below the views become DRF errors with the field they concern."""
+    # Late imports: these import models, and this module is loaded with the settings.
+    from nodes.files import StorageError
+    from transfers.services import CastError
+
+    if isinstance(exc, CastError | StorageError):
+        error = exceptions.APIException({exc.field: [exc.message]})
+        error.status_code = getattr(exc, "status", 400)
+        return error
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            return exceptions.ValidationError(exc.message_dict)
+        return exceptions.ValidationError({"non_field_errors": exc.messages})
+    if isinstance(exc, UnsafePath):
+        return exceptions.ValidationError({"file_name": [str(exc)]})
+    return exc
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    response = drf_exception_handler(exc, context)
+    response = drf_exception_handler(_as_drf(exc), context)
     if response is None:
         return None
     data = response.data
@@ -31,3 +61,27 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body["errors"] = data
     response.data = body
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or request.path == "/health"
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"success": False, "message": f"bad request: {exception}"}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        message = f"{request.path} is not an API endpoint; see /api/docs/ for the list"
+        return JsonResponse({"success": False, "message": message}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        message = "the server failed to answer; the error is in its log"
+        return JsonResponse({"success": False, "message": message}, status=500)
+    return defaults.server_error(request)

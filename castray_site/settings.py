@@ -208,6 +208,41 @@ CASTRAY_UDP_RATE = env_size("CASTRAY_UDP_RATE", 200 * 1024 * 1024)
 # as if the network lost it, so NACK repair is exercised. 0 (the default) drops nothing.
 CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
 
+# --- API: anonymous status, throttling, pagination, CORS ---------------------------------
+# On a trusted network, dashboards may read /api/status and /health details without a login.
+CASTRAY_ANONYMOUS_STATUS = env_bool("CASTRAY_ANONYMOUS_STATUS", False)
+
+
+def _throttle_rate(name: str, default: str) -> str | None:
+    # DRF's "<count>/<s|min|hour|day>"; "off" disables that throttle.
+    raw = env_str(name, default).strip()
+    if raw.lower() in ("off", "none", "0"):
+        return None
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate; use e.g. 1200/min, 50/s or off")
+    return raw
+
+
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "castray_site.api.Pagination"
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["castray_site.api.UserThrottle", "castray_site.api.AnonThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user": _throttle_rate("CASTRAY_THROTTLE_USER", "1200/min"),
+    "anon": _throttle_rate("CASTRAY_THROTTLE_ANON", "120/min"),
+}
+# Dashboards on other origins (CASTRAY_CORS_ORIGINS) call the API and /health with a token.
+CORS_URLS_REGEX = r"^/(api/|health$)"
+# One name per choice set in the OpenAPI schema (several models have a `status`).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "TransferStatusEnum": "transfers.models.Transfer.Status",
+    "TargetStatusEnum": "transfers.models.Target.Status",
+    "MessageStatusEnum": "transfers.models.Message.Status",
+    "DeliveryStatusEnum": "transfers.models.Delivery.Status",
+    "NodeStatusEnum": "nodes.models.Node.Status",
+    "ClusterStatusEnum": "clusters.models.Cluster.Status",
+    "GeneratedContentEnum": "nodes.generator.CONTENT_TYPES",
+}
+
 # --- Web pages -------------------------------------------------------------------------
 # The pages' own stylesheet and script (whitenoise serves them; nothing comes from a CDN).
 STATICFILES_DIRS = [BASE_DIR / "castray_site" / "static"]

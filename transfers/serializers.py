@@ -1,18 +1,20 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rest_framework import serializers
 
-from nodes.models import Node
-from nodes.storage import UnsafePath, clean_name, resolve_in
-from transfers.models import Target, Transfer
+from nodes.files import source_file_problem
+from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField
+from nodes.storage import UnsafePath, clean_name
+from transfers.models import Delivery, Message, Target, Transfer
 
 
 class TargetSerializer(serializers.ModelSerializer):
     node = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    parent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    parent = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, help_text="The node it receives from in the distribution tree."
+    )
 
     class Meta:
         model = Target
@@ -21,6 +23,7 @@ class TargetSerializer(serializers.ModelSerializer):
             "node",
             "status",
             "bytes_done",
+            "bytes_received",
             "rate",
             "parent",
             "started_at",
@@ -31,14 +34,32 @@ class TargetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TargetDetailSerializer(TargetSerializer):
+    """A target on its own (GET /api/v1/targets/): says which transfer it belongs to."""
+
+    class Meta(TargetSerializer.Meta):
+        fields = ["transfer", *TargetSerializer.Meta.fields]
+        read_only_fields = fields
+
+
 class TransferSerializer(serializers.ModelSerializer):
-    source = serializers.SlugRelatedField(slug_field="name", queryset=Node.objects.all())
-    targets = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Node.objects.all(),
+    source = NodeNameField()
+    targets = NodeNameField(
         many=True,
+        required=False,
         write_only=True,
-        help_text="Names of the target nodes.",
+        help_text="Names of the target nodes. Give targets, a group, or broadcast.",
+    )
+    group = GroupNameField(required=False, allow_null=True, help_text="Cast to the enabled members of this group.")
+    broadcast = serializers.BooleanField(
+        required=False, default=False, write_only=True, help_text="Cast to every online node but the source."
+    )
+    fan_out = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=64, help_text="Children per relay; 0: the default."
+    )
+    priority = serializers.IntegerField(required=False, default=0, min_value=-1000, max_value=1000)
+    dest_name = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Name at the targets; empty: file_name."
     )
     recipients = TargetSerializer(source="targets", many=True, read_only=True)
     duration = serializers.FloatField(read_only=True, help_text="Seconds from start to finish.")
@@ -51,9 +72,14 @@ class TransferSerializer(serializers.ModelSerializer):
             "id",
             "source",
             "file_name",
+            "dest_name",
             "targets",
+            "group",
+            "broadcast",
             "recipients",
+            "cast_type",
             "mode",
+            "fan_out",
             "priority",
             "status",
             "size",
@@ -71,6 +97,7 @@ class TransferSerializer(serializers.ModelSerializer):
             "requested_by",
         ]
         read_only_fields = [
+            "cast_type",
             "status",
             "size",
             "sha256",
@@ -91,17 +118,103 @@ class TransferSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        source: Node = attrs["source"]
-        root = Path(source.storage_root)
-        # Where the source's storage is on this host, symlinks are checked here too; the
-        # actor checks again where the file really is.
-        if root.is_dir():
-            try:
-                path = resolve_in(root, attrs["file_name"])
-            except UnsafePath as exc:
-                raise serializers.ValidationError({"file_name": str(exc)}) from None
-            if not path.is_file():
-                raise serializers.ValidationError(
-                    {"file_name": f"{attrs['file_name']} does not exist in {source.name}'s storage"}
-                )
+        # Where the source's storage is on this host, the file is checked now (symlinks too);
+        # elsewhere its actor checks when the cast starts.
+        problem = source_file_problem(attrs["source"], attrs["file_name"])
+        if problem:
+            raise serializers.ValidationError({"file_name": problem})
         return attrs
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "node", "status", "delivered_at", "error"]
+        read_only_fields = fields
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    sender = NodeNameField()
+    message_type = serializers.ChoiceField(source="kind", choices=Message.Kind.choices, default=Message.Kind.TEXT)
+    content = serializers.CharField(trim_whitespace=False, help_text="Text, or JSON text when message_type is json.")
+    targets = NodeNameField(
+        many=True, required=False, write_only=True, help_text="Recipient names. Give targets, a group, or broadcast."
+    )
+    group = GroupNameField(required=False, allow_null=True)
+    broadcast = serializers.BooleanField(required=False, default=False, write_only=True)
+    deliveries = DeliverySerializer(many=True, read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "sender",
+            "message_type",
+            "content",
+            "targets",
+            "group",
+            "broadcast",
+            "cast_type",
+            "status",
+            "error",
+            "deliveries",
+            "created_at",
+            "delivered_at",
+            "requested_by",
+        ]
+        read_only_fields = ["cast_type", "status", "error", "created_at", "delivered_at"]
+
+
+class InboxSerializer(serializers.ModelSerializer):
+    """A message as one recipient node holds it."""
+
+    message = serializers.IntegerField(source="message_id", read_only=True)
+    sender = serializers.CharField(source="message.sender.name", read_only=True)
+    message_type = serializers.CharField(source="message.kind", read_only=True)
+    cast_type = serializers.CharField(source="message.cast_type", read_only=True)
+    content = serializers.CharField(source="message.content", read_only=True)
+    sent_at = serializers.DateTimeField(source="message.created_at", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "message",
+            "sender",
+            "message_type",
+            "cast_type",
+            "content",
+            "status",
+            "sent_at",
+            "delivered_at",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class GeneratedFileSerializer(serializers.Serializer):
+    file = FileInfoSerializer()
+    transfer = TransferSerializer(allow_null=True, help_text="The cast, when one was asked for.")
+
+    class Meta:
+        fields = ["file", "transfer"]
+
+
+class PresetSerializer(serializers.Serializer):
+    size_bytes = serializers.IntegerField()
+    size_formatted = serializers.CharField()
+    description = serializers.CharField()
+
+    class Meta:
+        fields = ["size_bytes", "size_formatted", "description"]
+
+
+class PresetsSerializer(serializers.Serializer):
+    presets = serializers.DictField(child=PresetSerializer())
+    content_types = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        fields = ["presets", "content_types"]
