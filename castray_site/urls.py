@@ -4,8 +4,6 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from castray_site import health
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("castray_site.api_urls", namespace="v1")),
@@ -14,7 +12,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     # Before the compatibility routes: /api/nodes/external is the cluster app's, not a node id.
     path("", include("clusters.urls")),
-    path("health", health.health, name="health"),
+    # The earlier CastRay's paths, including /health (COMPAT.md).
+    path("", include("transfers.compat_urls")),
     path("", include("castray_site.page_urls")),
 ]
 
