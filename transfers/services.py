@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Subquery
 from django.utils import timezone
 
 from nodes.models import Node, NodeGroup
@@ -164,7 +165,12 @@ def message_create(
 
 
 def transfer_claim(
-    *, worker_id: str, lease_seconds: int, limit: int, exclude_nodes: set[int] | None = None
+    *,
+    worker_id: str,
+    lease_seconds: int,
+    limit: int,
+    exclude_nodes: set[int] | None = None,
+    source_prefix: str = "",
 ) -> list[Transfer]:
     """Atomically claim up to `limit` queued transfers, highest priority first.
 
@@ -183,6 +189,8 @@ def transfer_claim(
             .filter(Q(source__status=Node.Status.ONLINE) | Q(source__enabled=False))
             .exclude(targets__node__status=Node.Status.STARTING, targets__node__enabled=True)
         )
+        if source_prefix:
+            candidates = candidates.filter(source__name__startswith=source_prefix)
         if exclude_nodes:
             candidates = candidates.exclude(source_id__in=exclude_nodes).exclude(targets__node_id__in=exclude_nodes)
         if connection.features.has_select_for_update_skip_locked:
@@ -410,73 +418,114 @@ def transfer_cancel(*, transfer: Transfer) -> bool:
     return bool(won)
 
 
-def messages_claim(*, worker_id: str, lease_seconds: int, limit: int) -> list[int]:
-    """Claim up to `limit` queued messages (oldest first) with a compare-and-swap."""
-    now = timezone.now()
+def messages_claim(*, worker_id: str, lease_seconds: int, limit: int, sender_prefix: str = "") -> str:
+    """Claim up to `limit` queued messages (oldest first) with a compare-and-swap.
+
+    Returns the batch's lease token (empty if nothing was claimed): later steps select the
+    batch by it rather than by thousands of ids.
+    """
+    token = f"{worker_id}/{uuid.uuid4().hex[:8]}"
     with transaction.atomic():
         candidates = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at", "id")
+        if sender_prefix:
+            candidates = candidates.filter(sender__name__startswith=sender_prefix)
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
-        ids = list(candidates.values_list("id", flat=True)[:limit])
-        if not ids:
-            return []
-        Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(
+        ids = candidates.values_list("id", flat=True)[:limit]
+        won = Message.objects.filter(pk__in=Subquery(ids), status=Message.Status.QUEUED).update(
             status=Message.Status.RUNNING,
-            lease_owner=worker_id,
-            lease_expires=now + timedelta(seconds=lease_seconds),
+            lease_owner=token,
+            lease_expires=timezone.now() + timedelta(seconds=lease_seconds),
         )
-        return list(Message.objects.filter(pk__in=ids, lease_owner=worker_id).values_list("id", flat=True))
+    return token if won else ""
 
 
 def messages_recover_expired(*, worker_id: str) -> int:
-    """Requeue messages whose worker died before recording their deliveries."""
+    """Requeue messages whose worker died before recording their deliveries (at least once)."""
     return (
         Message.objects.filter(status=Message.Status.RUNNING, lease_expires__lt=timezone.now())
-        .exclude(lease_owner=worker_id)
+        .exclude(lease_owner__startswith=f"{worker_id}/")
         .update(status=Message.Status.QUEUED, lease_owner="", lease_expires=None)
     )
 
 
 @transaction.atomic
-def deliveries_record(*, message_ids: list[int], results: dict[int, str], final: bool = True) -> None:
-    """Record deliveries' outcomes (`""` for delivered, else the reason).
+def deliveries_record(*, token: str, failures: dict[int, str], final: bool = True) -> None:
+    """Record a claimed batch's outcome: `failures` maps delivery ids to reasons.
 
-    With `final`, deliveries of these messages still pending have failed. A message gets its
-    status once none of its deliveries is pending.
+    With `final`, every other delivery of the batch still pending was delivered (the actor
+    reported on all it was given), and each message gets its status.
     """
     now = timezone.now()
-    delivered = [pk for pk, error in results.items() if not error]
-    Delivery.objects.filter(pk__in=delivered).update(status=Delivery.Status.DELIVERED, delivered_at=now, error="")
+    batch = Delivery.objects.filter(message__lease_owner=token)
     by_error: dict[str, list[int]] = {}
-    for pk, error in results.items():
-        if error:
-            by_error.setdefault(error[:2000], []).append(pk)
+    for pk, error in failures.items():
+        by_error.setdefault(error[:2000], []).append(pk)
     for error, pks in by_error.items():
         Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.FAILED, error=error)
-    if final:
-        Delivery.objects.filter(message_id__in=message_ids, status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.FAILED, error="no result was reported for this recipient"
-        )
+    if not final:
+        return
+    batch.filter(status=Delivery.Status.PENDING).update(status=Delivery.Status.DELIVERED, delivered_at=now)
+    messages = Message.objects.filter(lease_owner=token)
+    unfinished = set(batch.exclude(status=Delivery.Status.DELIVERED).values_list("message_id", flat=True).distinct())
     counts = (
-        Delivery.objects.filter(message_id__in=message_ids)
+        Delivery.objects.filter(message_id__in=unfinished)
         .values("message_id")
-        .annotate(
-            total=Count("id"),
-            ok=Count("id", filter=Q(status=Delivery.Status.DELIVERED)),
-            pending=Count("id", filter=Q(status=Delivery.Status.PENDING)),
-        )
+        .annotate(ok=Count("id", filter=Q(status=Delivery.Status.DELIVERED)))
     )
-    groups: dict[str, list[int]] = {}
-    for row in counts:
-        if row["pending"]:
-            continue
-        status = (
-            Message.Status.COMPLETED
-            if row["ok"] == row["total"]
-            else Message.Status.PARTIAL
-            if row["ok"]
-            else Message.Status.FAILED
+    partial = [row["message_id"] for row in counts if row["ok"]]
+    messages.filter(pk__in=partial).update(status=Message.Status.PARTIAL)
+    messages.filter(pk__in=unfinished).exclude(pk__in=partial).update(status=Message.Status.FAILED)
+    messages.exclude(pk__in=unfinished).update(status=Message.Status.COMPLETED)
+    messages.update(delivered_at=now, lease_owner="", lease_expires=None)
+
+
+@transaction.atomic
+def messages_create_bulk(
+    *,
+    sender: Node,
+    contents: list[str],
+    targets: Iterable[Node],
+    kind: str = Message.Kind.TEXT,
+    requested_by: AbstractBaseUser | None = None,
+) -> list[int]:
+    """Queue many messages to the same targets in one transaction; return their ids.
+
+    Rows go in with executemany: the ORM's bulk insert is bounded by SQLite's 999 query
+    parameters and would cost more than delivering the messages.
+    """
+    if not contents:
+        return []
+    if kind not in Message.Kind.values:
+        raise CastError("message_type", "message_type must be text or json")
+    for content in contents:
+        if len(content.encode()) > MAX_MESSAGE_BYTES:
+            raise CastError("content", f"messages are at most {MAX_MESSAGE_BYTES} bytes; cast a file instead")
+    cast_type, nodes = resolve_targets(source=sender, targets=targets)
+    user_id = requested_by.pk if requested_by and requested_by.is_authenticated else None
+    created = Message._meta.get_field("created_at").get_db_prep_value(timezone.now(), connection)
+    # A tag only this transaction knows finds the new ids; it is cleared before commit.
+    tag = f"new:{uuid.uuid4().hex}"
+    _insert(
+        Message,
+        ["sender", "cast_type", "kind", "content", "status", "error", "created_at", "lease_owner", "requested_by"],
+        [(sender.pk, cast_type, kind, c, Message.Status.QUEUED, "", created, tag, user_id) for c in contents],
+    )
+    fresh = Message.objects.filter(lease_owner=tag)
+    ids = list(fresh.order_by("id").values_list("id", flat=True))
+    fresh.update(lease_owner="")
+    _insert(
+        Delivery,
+        ["message", "node", "status", "error"],
+        [(pk, node.pk, Delivery.Status.PENDING, "") for pk in ids for node in nodes],
+    )
+    return ids
+
+
+def _insert(model: Any, fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+    columns = ", ".join(connection.ops.quote_name(model._meta.get_field(f).column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES ({placeholders})", rows
         )
-        groups.setdefault(status, []).append(row["message_id"])
-    for status, pks in groups.items():
-        Message.objects.filter(pk__in=pks).update(status=status, delivered_at=now, lease_owner="", lease_expires=None)

@@ -1,0 +1,276 @@
+"""Benchmarks of casting through the whole system: broadcast, modes and messages.
+
+Each runs real rows, a worker of its own (scoped to the nodes it makes), real actors, real
+sockets and real files, and measures its reference in the same run (see ../shared/BENCH.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from nodes.models import Node
+from nodes.services import node_create
+from transfers.models import Message, Transfer
+from transfers.services import messages_create_bulk, transfer_create
+from transfers.worker import Worker
+
+MiB = 1024 * 1024
+
+
+class BenchCluster:
+    """Temporary nodes and a worker that serves only them; `close()` removes everything."""
+
+    def __init__(self) -> None:
+        self.tag = f"bench-{uuid.uuid4().hex[:6]}-"
+        self.root = Path(settings.DATA_DIR) / "bench" / self.tag.rstrip("-")
+        self.worker = Worker(worker_id=self.tag + "worker", node_prefix=self.tag)
+        self.nodes: list[Node] = []
+
+    def connect(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.worker.ensure_connected():
+            if time.monotonic() > deadline:
+                raise RuntimeError("could not connect to Ray; see the cluster's last_error")
+            time.sleep(0.5)
+
+    def make_nodes(self, n: int, *, cap: int | None = None) -> list[Node]:
+        start = len(self.nodes)
+        for i in range(start, start + n):
+            node = node_create(name=f"{self.tag}{i}", storage_dir=str(self.root / str(i)))
+            if cap:
+                Node.objects.filter(pk=node.pk).update(egress_cap=cap, ingress_cap=cap)
+            self.nodes.append(node)
+        names = [n.name for n in self.nodes]
+        if not self.worker.run_until(
+            lambda: Node.objects.online().filter(name__in=names).count() == len(names), timeout=120
+        ):
+            raise RuntimeError(
+                f"bench nodes did not come online: {list(Node.objects.filter(name__in=names).values_list('name', 'status', 'status_detail'))}"
+            )
+        self.nodes = list(Node.objects.filter(name__in=names).order_by("pk"))
+        for node in self.nodes:
+            self.call(node, "ping", {"egress": node.egress_cap, "ingress": node.ingress_cap})
+        return self.nodes[start:]
+
+    def call(self, node: Node, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.worker.actors[node.pk], method).remote(*args))
+
+    def generate(self, node: Node, name: str, size: int) -> dict[str, Any]:
+        return self.call(node, "generate_file", name, size, "random", settings.CASTRAY_CHUNK_SIZE)
+
+    def cast(self, **kwargs: Any) -> tuple[Transfer, float]:
+        started = time.perf_counter()
+        transfer = transfer_create(**kwargs)
+
+        def done() -> bool:
+            transfer.refresh_from_db()
+            return transfer.status in Transfer.FINAL
+
+        if not self.worker.run_until(done, timeout=3600):
+            raise RuntimeError(f"cast {transfer.pk} did not finish")
+        return transfer, time.perf_counter() - started
+
+    def peak_rss(self, nodes: list[Node]) -> float:
+        return max(self.call(node, "ping")["peak_rss_mib"] for node in nodes)
+
+    def remove(self, nodes: list[Node], name: str) -> None:
+        for node in nodes:
+            self.call(node, "delete_file", name)
+
+    def close(self) -> None:
+        for node_id in list(self.worker.actors):
+            self.worker.stop_actor(node_id)
+        names = [n.name for n in self.nodes]
+        Message.objects.filter(sender__name__in=names).delete()
+        Transfer.objects.filter(source__name__in=names).delete()
+        Node.objects.filter(name__in=names).delete()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rayget_reference(cluster: BenchCluster, source: Node, name: str, n: int) -> float:
+    """`ray.put` the file once, N actors `ray.get` it and write it to disk (no caps: Ray has none)."""
+    import ray
+
+    from transfers.bench_actors import RayGetWriter
+
+    writers = [ray.remote(RayGetWriter).options(num_cpus=0).remote() for _ in range(n)]
+    ray.get([w.__ray_ready__.remote() for w in writers])
+    out = cluster.root / "rayget"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ref = ray.put((Path(source.storage_root) / name).read_bytes())
+    ray.get([w.write.remote(ref, str(out / f"{i}.bin")) for i, w in enumerate(writers)])
+    seconds = time.perf_counter() - started
+    del ref
+    for writer in writers:
+        ray.kill(writer)
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
+def bench_broadcast(*, size: int, nodes: list[int], cap: int) -> list[dict[str, Any]]:
+    cluster = BenchCluster()
+    results = []
+    try:
+        cluster.connect()
+        members = cluster.make_nodes(max(nodes) + 1, cap=cap)
+        source, name = members[0], "broadcast.bin"
+        info = cluster.generate(source, name, size)
+        ideal = size / cap
+        for n in nodes:
+            targets = members[1 : n + 1]
+            tree, seconds = cluster.cast(source=source, file_name=name, targets=targets, fan_out=1)
+            ok = tree.status == Transfer.Status.COMPLETED and all(
+                sha256_file(Path(t.storage_root) / name) == info["sha256"] for t in targets
+            )
+            peak = cluster.peak_rss([source, *targets])
+            cluster.remove(targets, name)
+            star, star_seconds = cluster.cast(source=source, file_name=name, targets=targets, fan_out=n)
+            ok = ok and star.status == Transfer.Status.COMPLETED
+            cluster.remove(targets, name)
+            rayget_seconds = rayget_reference(cluster, source, name, n)
+            results.append(
+                {
+                    "bench": "broadcast",
+                    "case": f"n={n}",
+                    "size_bytes": size,
+                    "seconds": round(seconds, 3),
+                    "ratio": round(star_seconds / seconds, 3),
+                    "peak_rss_mib": peak,
+                    "ok": ok,
+                    "efficiency": round(ideal / seconds, 3),
+                    "source_bytes_ratio": round(tree.source_bytes_sent / size, 3),
+                    "star_seconds": round(star_seconds, 3),
+                    "star_efficiency": round(ideal / star_seconds, 3),
+                    "rayget_seconds": round(rayget_seconds, 3),
+                    "cap_mib_s": cap / MiB,
+                }
+            )
+    finally:
+        cluster.close()
+    return results
+
+
+def bench_modes(*, size: int, targets: int = 1) -> list[dict[str, Any]]:
+    cluster = BenchCluster()
+    results = []
+    try:
+        cluster.connect()
+        members = cluster.make_nodes(targets + 1)
+        source, name = members[0], "modes.bin"
+        info = cluster.generate(source, name, size)
+        tcp_mb_s = None
+        for mode in ("tcp", "udp", "object_store"):
+            transfer, seconds = cluster.cast(source=source, file_name=name, targets=members[1:], mode=mode)
+            ok = transfer.status == Transfer.Status.COMPLETED and all(
+                sha256_file(Path(t.storage_root) / name) == info["sha256"] for t in members[1:]
+            )
+            mb_s = size / seconds / 1e6
+            tcp_mb_s = tcp_mb_s or mb_s
+            results.append(
+                {
+                    "bench": "modes",
+                    "case": mode,
+                    "size_bytes": size,
+                    "seconds": round(seconds, 3),
+                    "ratio": round(mb_s / tcp_mb_s, 3),
+                    "peak_rss_mib": cluster.peak_rss(members),
+                    "ok": ok,
+                    "mb_s": round(mb_s, 1),
+                    "source_bytes_ratio": round(transfer.source_bytes_sent / size, 3),
+                }
+            )
+            cluster.remove(members[1:], name)
+    finally:
+        cluster.close()
+    return results
+
+
+_REFERENCE_RECEIVER = """
+import json, socket, sys
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+conn, _ = server.accept()
+inbox, buf = [], b""
+with conn, conn.makefile("rb") as lines:
+    for line in lines:
+        inbox.append(json.loads(line))
+print(len(inbox), flush=True)
+"""
+
+
+def message_reference(count: int, body: str) -> float:
+    """A minimal program: the same messages as JSON lines over one loopback socket into a list."""
+    receiver = subprocess.Popen([sys.executable, "-c", _REFERENCE_RECEIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(receiver.stdout.readline())  # type: ignore[union-attr]
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"".join(json.dumps({"id": i, "content": body}).encode() + b"\n" for i in range(count)))
+        got = int(receiver.stdout.readline())  # type: ignore[union-attr]
+        seconds = time.perf_counter() - started
+    finally:
+        receiver.wait(timeout=30)
+    assert got == count
+    return seconds
+
+
+def bench_messages(*, count: int, fan: int = 8) -> list[dict[str, Any]]:
+    cluster = BenchCluster()
+    results = []
+    body = "x" * 100
+    try:
+        cluster.connect()
+        members = cluster.make_nodes(fan + 1)
+        reference = message_reference(count, body)
+        for case, targets in (("unicast", members[1:2]), (f"broadcast-{fan}", members[1:])):
+            started = time.perf_counter()
+            ids = messages_create_bulk(sender=members[0], contents=[body] * count, targets=targets)
+
+            def done(ids: list[int] = ids) -> bool:
+                return not Message.objects.filter(pk__in=ids, status__in=["queued", "running"]).exists()
+
+            cluster.worker.run_until(done, timeout=600)
+            seconds = time.perf_counter() - started
+            ok = not Message.objects.filter(pk__in=ids).exclude(status=Message.Status.COMPLETED).exists()
+            inbox = cluster.call(targets[-1], "inbox_latest", 1)
+            ok = ok and bool(inbox) and inbox[0]["content"] == body
+            per_s = count / seconds
+            results.append(
+                {
+                    "bench": "messages",
+                    "case": case,
+                    "size_bytes": count * len(body),
+                    "seconds": round(seconds, 3),
+                    "ratio": round(per_s / (count / reference), 4),
+                    "peak_rss_mib": cluster.peak_rss(members),
+                    "ok": ok,
+                    "per_s": round(per_s),
+                    "deliveries_per_s": round(per_s * len(targets)),
+                    "reference_per_s": round(count / reference),
+                }
+            )
+    finally:
+        cluster.close()
+    return results
