@@ -55,9 +55,8 @@ class BenchCluster:
         if not self.worker.run_until(
             lambda: Node.objects.online().filter(name__in=names).count() == len(names), timeout=120
         ):
-            raise RuntimeError(
-                f"bench nodes did not come online: {list(Node.objects.filter(name__in=names).values_list('name', 'status', 'status_detail'))}"
-            )
+            states = list(Node.objects.filter(name__in=names).values_list("name", "status", "status_detail"))
+            raise RuntimeError(f"bench nodes did not come online: {states}")
         self.nodes = list(Node.objects.filter(name__in=names).order_by("pk"))
         for node in self.nodes:
             self.call(node, "ping", {"egress": node.egress_cap, "ingress": node.ingress_cap})
