@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from nodes.local_files import list_files
+from nodes.files import StorageError, list_files, local_root
 from nodes.models import Node
 from transfers.models import Delivery, Transfer
 from transfers.snapshot import status_snapshot
@@ -37,8 +37,19 @@ def node_detail(request: HttpRequest, name: str) -> HttpResponse:
         .select_related("message", "message__sender")
         .order_by("-message__created_at", "-id")[:RECENT_SHOWN]
     )
+    try:
+        files, files_problem = list_files(local_root(node)), ""
+    except StorageError as exc:
+        files, files_problem = [], exc.message
     return render(
         request,
         "castray/node_detail.html",
-        {"node": node, "stats": stats, "files": list_files(node), "transfers": transfers, "inbox": inbox},
+        {
+            "node": node,
+            "stats": stats,
+            "files": files,
+            "files_problem": files_problem,
+            "transfers": transfers,
+            "inbox": inbox,
+        },
     )

@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 
 from castray_site.env import parse_size
-from nodes.local_files import CONTENT_TYPES
+from nodes.generator import CONTENT_TYPES
 from nodes.models import Node, NodeGroup
 from nodes.storage import UnsafePath, clean_name
 from transfers.models import Transfer

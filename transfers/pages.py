@@ -6,10 +6,13 @@ come over the WebSockets of transfers/consumers.py.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,12 +21,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clusters.models import Cluster
-from nodes.local_files import generate_file, list_files, save_upload
+from nodes.file_services import check_room, file_generate, file_place, staging_path
+from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
-from nodes.storage import UnsafePath, clean_name
+from nodes.storage import Digester
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
-from transfers.retry import transfer_retry
+from transfers.retry_services import transfer_retry
 from transfers.services import CastError, transfer_cancel, transfer_create
 from transfers.snapshot import status_snapshot
 from transfers.templatetags.castray import size as filesize
@@ -65,6 +69,33 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+# Where the file services name a field, the cast form's field that the person can fix.
+_FILE_FIELDS = {
+    "upload": {"name": "upload", "size": "upload", "upload": "upload", "node": "source"},
+    "generate": {"file_name": "gen_name", "name": "gen_name", "size": "gen_size", "content_type": "gen_content"},
+}
+
+
+def _store_upload(node: Node, upload: UploadedFile) -> FileInfo:
+    """Stage the uploaded file inside the node's storage, then give it its name (file_place)."""
+    root = local_root(node)
+    check_room(root, upload.size or 0, field="upload")
+    staged = staging_path(root)
+    digester = Digester(settings.CASTRAY_CHUNK_SIZE)
+    try:
+        with open(staged, "xb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+                digester.update(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Browsers send a bare name; anything with directories keeps only its last part.
+        name = (upload.name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+        return file_place(root=root, name=name, staged=staged, manifest=digester.manifest())
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
     """Return the name of the file to cast, generating or storing it first if asked."""
     data = form.cleaned_data
@@ -73,14 +104,19 @@ def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
     if how == "existing":
         return data["file_name"]
     if how == "upload":
-        upload = data["upload"]
-        name = clean_name(upload.name.replace("\\", "/").rsplit("/", 1)[-1])
-        return save_upload(node=source, name=name, chunks=upload.chunks()).name
+        return _store_upload(source, data["upload"]).name
     size = data["gen_size"]
     name = data["gen_name"] or f"generated-{data['gen_content']}-{size}-{timezone.now():%Y%m%d-%H%M%S}.bin"
-    info = generate_file(node=source, name=name, size=size, content=data["gen_content"])
+    info = file_generate(node=source, name=name, size=size, content=data["gen_content"])
     messages.info(request, f"Generated {info.name} ({filesize(info.size)}) on {source.name}.")
     return info.name
+
+
+def _castable_files(node: Node) -> list[FileInfo]:
+    try:
+        return [f for f in list_files(local_root(node)) if not f.partial]
+    except StorageError:
+        return []  # storage on another host (or not created yet): upload or generate instead
 
 
 @login_required
@@ -109,8 +145,10 @@ def cast(request: HttpRequest) -> HttpResponse:
             if exc.field in ("broadcast",):
                 field = "target_choice"
             form.add_error(field, exc.message)
-        except (UnsafePath, ValueError, OSError) as exc:
-            form.add_error(None, f"the file could not be prepared: {exc}")
+        except StorageError as exc:
+            form.add_error(_FILE_FIELDS.get(data["file_source"], {}).get(exc.field), exc.message)
+        except OSError as exc:
+            form.add_error(None, f"the file could not be written: {exc}")
         else:
             return redirect("transfer-detail", transfer_id=transfer.pk)
     sources = list(Node.objects.enabled())
@@ -120,7 +158,7 @@ def cast(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "sources": sources,
-            "files": {node.name: list_files(node) for node in sources},
+            "files": {node.name: _castable_files(node) for node in sources},
             "groups": NodeGroup.objects.annotate(members=Count("nodes")),
             "presets": PRESETS,
         },
