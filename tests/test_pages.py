@@ -229,6 +229,21 @@ def test_the_cast_form_explains_what_to_fix(browser: Client, nodes: list[Node]) 
     assert not Transfer.objects.exists()
 
 
+def test_uploads_over_the_limit_and_names_taken_are_refused(browser: Client, nodes: list[Node], settings) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.CASTRAY_MAX_UPLOAD_SIZE = 4
+    base = {"source": "node_1", "target_choice": "all", "mode": "tcp", "fan_out": "0", "priority": "0"}
+    upload = SimpleUploadedFile("a.bin", b"12345")
+    response = browser.post("/cast/", {**base, "file_source": "upload", "upload": upload})
+    assert "larger than the limit of 4 bytes" in response.content.decode()
+    taken = {**base, "file_source": "generate", "gen_size": "3", "gen_content": "text", "gen_name": "hello.txt"}
+    response = browser.post("/cast/", taken)
+    assert "hello.txt already exists" in response.content.decode()
+    assert (Path(nodes[0].storage_root) / "hello.txt").read_text() == "hello"
+    assert not Transfer.objects.exists()
+
+
 def test_cancel_and_retry_from_the_transfer_page(browser: Client, nodes: list[Node]) -> None:
     transfer = services.transfer_create(source=nodes[0], file_name="hello.txt", targets=nodes[1:], priority=3)
     response = browser.post(f"/transfers/{transfer.pk}/cancel")
