@@ -273,3 +273,95 @@ def bench_messages(*, count: int, fan: int = 8) -> list[dict[str, Any]]:
     finally:
         cluster.close()
     return results
+
+
+_REFERENCE = r"""
+import os, socket, sys, time
+role = sys.argv[1]
+if role == "recv":
+    out = sys.argv[2]
+    server = socket.create_server(("127.0.0.1", 0))
+    print(server.getsockname()[1], flush=True)
+    conn, _ = server.accept()
+    buf = bytearray(1 << 20)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    while n := conn.recv_into(buf):
+        os.write(fd, memoryview(buf)[:n])
+    os.fsync(fd)
+    os.close(fd)
+    conn.sendall(b"k")
+    conn.close()
+else:
+    path, port = sys.argv[2], int(sys.argv[3])
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as sock, open(path, "rb") as handle:
+        sock.sendfile(handle)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1) == b"k"
+    print(time.perf_counter() - started, flush=True)
+"""
+
+
+def unicast_reference(path: Path, out: Path) -> float:
+    """A minimal program pair: sendfile over loopback TCP, the receiver writes and fsyncs."""
+    receiver = subprocess.Popen([sys.executable, "-c", _REFERENCE, "recv", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = receiver.stdout.readline().strip()  # type: ignore[union-attr]
+        sender = subprocess.run(
+            [sys.executable, "-c", _REFERENCE, "send", str(path), port], capture_output=True, text=True, check=True
+        )
+        receiver.wait(timeout=600)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+    seconds = float(sender.stdout.strip())
+    out.unlink(missing_ok=True)
+    return seconds
+
+
+def bench_unicast(*, sizes: list[int], repeat: int = 1) -> list[dict[str, Any]]:
+    cluster = BenchCluster()
+    results = []
+    try:
+        cluster.connect()
+        source, target = cluster.make_nodes(2)
+        for size in sizes:
+            name = f"unicast-{size}.bin"
+            info = cluster.generate(source, name, size)
+            path = Path(source.storage_root) / name
+            ours, refs, ok = [], [], True
+            # Alternate the two so that drift on a shared machine hits both alike; keep the best.
+            for _ in range(repeat):
+                refs.append(unicast_reference(path, cluster.root / "reference.out"))
+                transfer, seconds = cluster.cast(source=source, file_name=name, targets=[target])
+                ok = ok and transfer.status == Transfer.Status.COMPLETED
+                ok = ok and sha256_file(Path(target.storage_root) / name) == info["sha256"]
+                ours.append(seconds)
+                cluster.remove([target], name)
+            seconds, reference = min(ours), min(refs)
+            mb_s, ref_mb_s = size / seconds / 1e6, size / reference / 1e6
+            results.append(
+                {
+                    "bench": "unicast",
+                    "case": _size_label(size),
+                    "size_bytes": size,
+                    "seconds": round(seconds, 3),
+                    "ratio": round(mb_s / ref_mb_s, 3),
+                    "peak_rss_mib": cluster.peak_rss([source, target]),
+                    "ok": ok,
+                    "mb_s": round(mb_s, 1),
+                    "reference_mb_s": round(ref_mb_s, 1),
+                    "repeat": repeat,
+                }
+            )
+            cluster.remove([source], name)
+    finally:
+        cluster.close()
+    return results
+
+
+def _size_label(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", MiB), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"

@@ -1,0 +1,50 @@
+"""castray_bench runs each benchmark through the whole system, prints BENCH.md's keys and cleans up."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from nodes.models import Node
+from transfers.models import Message, Transfer
+
+pytestmark = [pytest.mark.ray, pytest.mark.django_db]
+COMMON = {"bench", "case", "size_bytes", "seconds", "ratio", "peak_rss_mib", "ok"}
+
+
+def run(*args: str) -> list[dict]:
+    out = io.StringIO()
+    call_command("castray_bench", *args, "--json", stdout=out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    assert rows and all(row["ok"] is True for row in rows), rows
+    assert all(set(row) >= COMMON for row in rows)
+    # Nothing the run made is left behind.
+    assert not Node.objects.filter(name__startswith="bench-").exists()
+    assert not Transfer.objects.exists() and not Message.objects.exists()
+    return rows
+
+
+def test_unicast(ray_session, storage) -> None:
+    rows = run("unicast", "--size", "1MiB", "--size", "100KiB")
+    assert [r["case"] for r in rows] == ["1MiB", "100KiB"]
+    assert {"mb_s", "reference_mb_s"} <= set(rows[0]) and rows[0]["reference_mb_s"] > 0
+
+
+def test_broadcast(ray_session, storage) -> None:
+    rows = run("broadcast", "--size", "2MiB", "--nodes", "1,2", "--cap", "16")
+    assert [r["case"] for r in rows] == ["n=1", "n=2"]
+    for row in rows:
+        assert {"efficiency", "source_bytes_ratio", "star_seconds", "star_efficiency", "rayget_seconds"} <= set(row)
+        assert row["source_bytes_ratio"] == 1.0  # a chain: one copy from the source
+    assert rows[1]["star_seconds"] > 0
+
+
+def test_modes_and_messages(ray_session, storage) -> None:
+    modes = run("modes", "--size", "1MiB")
+    assert [r["case"] for r in modes] == ["tcp", "udp", "object_store"]
+    messages = run("messages", "--count", "300", "--fan", "2")
+    assert [r["case"] for r in messages] == ["unicast", "broadcast-2"]
+    assert all(r["per_s"] > 0 for r in messages)

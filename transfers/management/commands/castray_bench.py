@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from castray_site.env import parse_size
+from transfers import bench_casts
+
+COLUMNS: dict[str, list[str]] = {
+    "unicast": ["mb_s", "reference_mb_s"],
+    "broadcast": ["efficiency", "source_bytes_ratio", "star_seconds", "star_efficiency", "rayget_seconds"],
+    "modes": ["mb_s", "source_bytes_ratio"],
+    "messages": ["per_s", "deliveries_per_s", "reference_per_s"],
+}
+
+
+def size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+class Command(BaseCommand):
+    help = "Benchmark CastRay through the whole system against a reference measured in the same run."
+
+    def add_arguments(self, parser: Any) -> None:
+        sub = parser.add_subparsers(dest="bench", required=True)
+        unicast = sub.add_parser("unicast", help="one file between two nodes vs a sendfile program")
+        unicast.add_argument("--size", action="append", default=None, help="repeatable; default 1GiB")
+        unicast.add_argument("--repeat", type=int, default=1, help="alternate runs, keep the best of each")
+        broadcast = sub.add_parser("broadcast", help="one file to N capped nodes: tree vs star vs ray.get")
+        broadcast.add_argument("--size", default="256MiB")
+        broadcast.add_argument("--nodes", default="1,2,4,8")
+        broadcast.add_argument("--cap", type=float, default=32, help="MiB/s on every node's egress and ingress")
+        modes = sub.add_parser("modes", help="tcp, udp and object_store on the same file")
+        modes.add_argument("--size", default="256MiB")
+        modes.add_argument("--targets", type=int, default=1)
+        messages = sub.add_parser("messages", help="messages per second, unicast and broadcast")
+        messages.add_argument("--count", type=int, default=10000)
+        messages.add_argument("--fan", type=int, default=8)
+        for p in (unicast, broadcast, modes, messages):
+            p.add_argument("--json", action="store_true", help="one JSON object per result per line")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bench = options["bench"]
+        if bench == "unicast":
+            results = bench_casts.bench_unicast(
+                sizes=[size(s) for s in options["size"] or ["1GiB"]], repeat=max(1, options["repeat"])
+            )
+        elif bench == "broadcast":
+            try:
+                nodes = [int(n) for n in options["nodes"].split(",")]
+            except ValueError:
+                raise CommandError("--nodes takes numbers separated by commas, e.g. 1,2,4,8") from None
+            results = bench_casts.bench_broadcast(
+                size=size(options["size"]), nodes=nodes, cap=int(options["cap"] * 1024 * 1024)
+            )
+        elif bench == "modes":
+            results = bench_casts.bench_modes(size=size(options["size"]), targets=options["targets"])
+        else:
+            results = bench_casts.bench_messages(count=options["count"], fan=options["fan"])
+        if options["json"]:
+            for row in results:
+                self.stdout.write(json.dumps(row))
+        else:
+            self.print_table(bench, results)
+        if not all(row["ok"] for row in results):
+            raise CommandError("a delivered file or message did not verify; see the ok column")
+
+    def print_table(self, bench: str, results: list[dict[str, Any]]) -> None:
+        columns = ["case", "size_bytes", "seconds", "ratio", *COLUMNS[bench], "peak_rss_mib", "ok"]
+        rows = [[str(row.get(c, "")) for c in columns] for row in results]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        self.stdout.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for row in rows:
+            self.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        self.stdout.write("MB/s = 10^6 bytes per second; ratio: this system / its reference (higher is better).")
