@@ -249,3 +249,69 @@ STATICFILES_DIRS = [BASE_DIR / "castray_site" / "static"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Clusters, health, demo and production (clusters/) ---------------------------------
+# Create one CastRay node for every Ray node that has none, as machines join (off: on request).
+CASTRAY_ADOPT_RAY_NODES = env_bool("CASTRAY_ADOPT_RAY_NODES", False)
+# The Ray node label that names a machine (`ray start --labels castray.io/node=<name>`): adopted
+# nodes take it as their name, and a restarted raylet with the same label gets its nodes back.
+CASTRAY_RAY_NODE_LABEL = env_str("CASTRAY_RAY_NODE_LABEL", "castray.io/node")
+# A dead Ray node's CastRay nodes are offline within this many seconds. The worker probes each
+# raylet every heartbeat; one that has refused for a sixth of this (at least one heartbeat) is down.
+CASTRAY_NODE_DOWN_AFTER_SECONDS = env_float("CASTRAY_NODE_DOWN_AFTER_SECONDS", 30.0, minimum=1.0)
+if CASTRAY_NODE_DOWN_AFTER_SECONDS < 3 * CASTRAY_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("CASTRAY_NODE_DOWN_AFTER_SECONDS must be at least 3 heartbeats")
+# How often the worker records actors, object store use and per-node resources (/ray/stats).
+CASTRAY_RAY_STATS_SECONDS = env_float("CASTRAY_RAY_STATS_SECONDS", 5.0, minimum=0.5)
+# Discovery reads Ray's session files under these directories and asks these loopback ports
+# for a Ray dashboard. It never changes or stops what it finds.
+CASTRAY_RAY_TEMP_DIRS = env_list("CASTRAY_RAY_TEMP_DIRS", ["/tmp/ray"])
+try:
+    CASTRAY_DASHBOARD_PORTS = [int(p) for p in env_list("CASTRAY_DASHBOARD_PORTS", ["8265"])]
+except ValueError:
+    raise ImproperlyConfigured("CASTRAY_DASHBOARD_PORTS must be a comma-separated list of port numbers") from None
+# Ray token authentication: auto (use a token when one is at hand), token, or disabled.
+CASTRAY_RAY_AUTH = env_str("CASTRAY_RAY_AUTH", "auto").strip().lower()
+if CASTRAY_RAY_AUTH not in ("auto", "token", "disabled"):
+    raise ImproperlyConfigured("CASTRAY_RAY_AUTH must be auto, token or disabled")
+CASTRAY_RAY_AUTH_TOKEN_FILE = env_str("CASTRAY_RAY_AUTH_TOKEN_FILE")  # passed to Ray as RAY_AUTH_TOKEN_PATH
+# Demo mode: every interval the worker casts a random demo file from a random online node to
+# up to two others. Switched on and off at run time from the API or the admin (RuntimeConfig).
+CASTRAY_DEMO_MODE = env_bool("CASTRAY_DEMO_MODE", False)
+CASTRAY_DEMO_INTERVAL = env_float("CASTRAY_DEMO_INTERVAL", 30.0, minimum=1.0)
+CASTRAY_DEMO_FILE_SIZE = env_size("CASTRAY_DEMO_FILE_SIZE", 1024 * 1024)
+# /metrics (Prometheus): with a token, scrapers must send `Authorization: Bearer <token>`.
+CASTRAY_METRICS_TOKEN = env_str("CASTRAY_METRICS_TOKEN")
+
+# Structured logs: one JSON object per line (for journald, Loki, Elasticsearch).
+CASTRAY_LOG_FORMAT = env_str("CASTRAY_LOG_FORMAT", "plain").strip().lower()
+if CASTRAY_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("CASTRAY_LOG_FORMAT must be plain or json")
+if CASTRAY_LOG_FORMAT == "json":
+    LOGGING["formatters"]["json"] = {"()": "clusters.logformat.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+    for _name in ("django", "daphne"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+
+# Production: HTTPS only (TLS ends here or at a proxy that sets X-Forwarded-Proto), secure
+# cookies, HSTS, and no silent fallbacks. `manage.py check --deploy` is clean with it.
+CASTRAY_PRODUCTION = env_bool("CASTRAY_PRODUCTION", False)
+if CASTRAY_PRODUCTION:
+    if not env_str("DJANGO_SECRET_KEY"):
+        raise ImproperlyConfigured("CASTRAY_PRODUCTION needs DJANGO_SECRET_KEY (the same on every server process)")
+    if not env_list("DJANGO_ALLOWED_HOSTS", []):
+        raise ImproperlyConfigured("CASTRAY_PRODUCTION needs DJANGO_ALLOWED_HOSTS (the names clients use)")
+    if DEBUG:
+        raise ImproperlyConfigured("CASTRAY_PRODUCTION cannot run with DJANGO_DEBUG on")
+    SECURE_SSL_REDIRECT = env_bool("CASTRAY_SSL_REDIRECT", True)
+    # Load balancers and Prometheus may ask these over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+    if env_bool("CASTRAY_BEHIND_TLS_PROXY", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("CASTRAY_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CASTRAY_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("CASTRAY_HSTS_PRELOAD", True)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"

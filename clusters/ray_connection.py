@@ -1,19 +1,30 @@
-"""Connecting to Ray. Only the worker imports this module."""
+"""Connecting to Ray and reading what it reports. Only the worker imports this module."""
 
 from __future__ import annotations
 
+import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+
+HEAD_RESOURCE = "node:__internal_head__"
+# What this process asked `ray.init` for: None until it did, "" for a local Ray it started.
+_attached: str | None = None
 
 
 class RayUnavailable(Exception):
     """Ray could not be reached; the message says where and why."""
 
 
-def _precheck(address: str) -> None:
+def attached() -> str | None:
+    """The address this process attached to (None: it never attached itself)."""
+    return _attached
+
+
+def precheck(address: str) -> None:
     # ray.init on an unreachable address retries for a long time; a plain TCP connect
     # tells the operator at once that nothing listens there.
     if address in ("auto", "local") or address.startswith("ray://"):
@@ -28,18 +39,61 @@ def _precheck(address: str) -> None:
         raise RayUnavailable(f"cannot reach Ray at {address}: {exc}") from None
 
 
+def token_available() -> bool:
+    """Whether a Ray authentication token can be found the way Ray looks for one."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def _configure_auth(address: str) -> None:
+    """Pass Ray's token authentication through to clusters that use it.
+
+    Ray turns token mode on by itself only for a local cluster it finds or starts; a driver
+    that attaches to an explicit address must ask for it. A token-mode client also works
+    with a cluster that has authentication off, so `auto` turns it on whenever a token is
+    at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).
+    """
+    if settings.CASTRAY_RAY_AUTH_TOKEN_FILE:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = settings.CASTRAY_RAY_AUTH_TOKEN_FILE
+    mode = settings.CASTRAY_RAY_AUTH
+    if mode == "auto":
+        if not address or os.environ.get("RAY_AUTH_MODE"):
+            return  # a local Ray decides for itself; an operator's RAY_AUTH_MODE wins
+        mode = "token" if token_available() else ""
+    if not mode or os.environ.get("RAY_AUTH_MODE") == mode:
+        return
+    os.environ["RAY_AUTH_MODE"] = mode
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray caches its configuration; read the mode again
+    except Exception:  # noqa: BLE001 - older Ray: the environment alone is enough
+        pass
+
+
 def connect(address: str) -> dict[str, Any]:
-    """Start a local Ray (empty address) or attach to `address`; return what we see."""
+    """Start a local Ray (empty address) or attach to `address`; return what we see.
+
+    Asked for another cluster than the one this process is attached to, it detaches
+    (`ray.shutdown()`) first. Detaching from a cluster someone else started leaves that
+    cluster running; only a local Ray this process started itself stops with it.
+    """
+    global _attached
     import ray
 
     if address:
-        _precheck(address)
+        precheck(address)
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
-        if not address or address in ("auto", current):
+        if _attached is None and (not address or address in ("auto", current)):
+            return snapshot()  # initialised by its host process (a test, a shell): keep it
+        if address == _attached or (address and address == current):
             return snapshot()
-        # Asked for another cluster than the one this process is attached to.
         ray.shutdown()
+        _attached = None
+    _configure_auth(address)
     kwargs: dict[str, Any] = {
         "namespace": settings.CASTRAY_RAY_NAMESPACE,
         "log_to_driver": False,
@@ -55,30 +109,124 @@ def connect(address: str) -> dict[str, Any]:
         else:
             ray.init(address="local", include_dashboard=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to start or attach is "degraded"
-        raise RayUnavailable(f"Ray did not start at {address or 'local'}: {exc}") from None
+        if ray.is_initialized():
+            ray.shutdown()
+        raise RayUnavailable(f"Ray did not start at {address or 'local'}: {_first_line(exc)}") from None
+    _attached = address
     return snapshot()
+
+
+def disconnect() -> None:
+    """Detach this process from Ray (a local Ray it started stops; other clusters go on)."""
+    global _attached
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _attached = None
+
+
+def ray_node_row(n: dict[str, Any]) -> dict[str, Any]:
+    """One Ray node as CastRay records it (Cluster.ray_nodes)."""
+    resources = n.get("Resources") or {}
+    labels = {k: v for k, v in (n.get("Labels") or {}).items() if k != "ray.io/node-id"}
+    return {
+        "node_id": n.get("NodeID"),
+        "address": n.get("NodeManagerAddress"),
+        "hostname": n.get("NodeManagerHostname", ""),
+        "node_manager_port": n.get("NodeManagerPort"),
+        "alive": bool(n.get("Alive")),
+        "is_head": HEAD_RESOURCE in resources,
+        "resources": {k: v for k, v in resources.items() if not k.startswith("node:")},
+        "labels": labels,
+        "death_reason": n.get("DeathReasonMessage", "") if not n.get("Alive") else "",
+    }
 
 
 def snapshot() -> dict[str, Any]:
     import ray
 
-    nodes = [
-        {
-            "node_id": n.get("NodeID"),
-            "address": n.get("NodeManagerAddress"),
-            "alive": bool(n.get("Alive")),
-            "resources": n.get("Resources", {}),
-        }
-        for n in ray.nodes()
-    ]
     context = ray.get_runtime_context()
     return {
         "ray_version": ray.__version__,
         "gcs_address": context.gcs_address,
         "resources": ray.cluster_resources(),
-        "ray_nodes": nodes,
+        "available_resources": ray.available_resources(),
+        "ray_nodes": [ray_node_row(n) for n in ray.nodes()],
         "dashboard_url": _dashboard_url(),
     }
+
+
+def stats(namespace: str) -> dict[str, Any]:
+    """Actors, object store use and per-node resources: what /ray/stats shows."""
+    import ray
+    from ray._private import state
+
+    total = ray.cluster_resources()
+    available = ray.available_resources()
+    store_total = float(total.get("object_store_memory", 0))
+    out: dict[str, Any] = {
+        # Ray accounts stored objects as used object_store_memory, per node and in total.
+        "object_store": {
+            "total_bytes": int(store_total),
+            "used_bytes": int(max(0.0, store_total - float(available.get("object_store_memory", 0)))),
+        },
+        "actors": {"total": 0, "alive": 0, "by_state": {}, "castray": []},
+        "nodes": {},
+    }
+    try:
+        per_node_total = state.total_resources_per_node()
+        per_node_free = state.available_resources_per_node()
+        for node_id, res in per_node_total.items():
+            free = per_node_free.get(node_id, {})
+            out["nodes"][node_id] = {
+                "cpu": res.get("CPU", 0),
+                "cpu_free": free.get("CPU", 0),
+                "object_store_bytes": int(res.get("object_store_memory", 0)),
+                "object_store_used_bytes": int(
+                    max(0.0, float(res.get("object_store_memory", 0)) - float(free.get("object_store_memory", 0)))
+                ),
+            }
+    except Exception:  # noqa: BLE001 - Ray's per-node view is internal API; totals still stand
+        pass
+    try:
+        actors = state.actors()
+    except Exception:  # noqa: BLE001
+        actors = {}
+    by_state: dict[str, int] = {}
+    for actor in actors.values():
+        by_state[actor.get("State", "UNKNOWN")] = by_state.get(actor.get("State", "UNKNOWN"), 0) + 1
+        if actor.get("State") == "ALIVE" and str(actor.get("Name", "")).startswith("castnode:"):
+            out["actors"]["castray"].append(
+                {
+                    "name": actor.get("Name"),
+                    "pid": actor.get("Pid"),
+                    "node_id": (actor.get("Address") or {}).get("NodeID", ""),
+                }
+            )
+    out["actors"].update(total=len(actors), alive=by_state.get("ALIVE", 0), by_state=by_state)
+    return out
+
+
+def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str, str]:
+    """TCP-connect to each raylet's port; return node id -> "" (answered) or the error.
+
+    A raylet whose process is gone refuses at once, long before the GCS's own health
+    check declares the node dead (about 15 s for a killed raylet).
+    """
+
+    def one(item: tuple[str, tuple[str, int]]) -> tuple[str, str]:
+        node_id, (host, port) = item
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return node_id, ""
+        except OSError as exc:
+            return node_id, str(exc) or type(exc).__name__
+
+    if not targets:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        return dict(pool.map(one, targets.items()))
 
 
 def _dashboard_url() -> str:
@@ -89,3 +237,8 @@ def _dashboard_url() -> str:
     except Exception:  # noqa: BLE001 - no dashboard is a normal state
         return ""
     return url if not url or url.startswith("http") else f"http://{url}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
