@@ -1,0 +1,210 @@
+"""The earlier CastRay's cluster endpoints (/api/cluster/*, /api/nodes/external), adoption and operations.
+
+They keep the old paths and field names (COMPAT.md) and never call Ray: discovery reads
+Ray's files and knocks on loopback ports; connect and disconnect record a `ClusterOperation`
+the worker carries out (202 Accepted, then GET /api/cluster/operations/<id>); the node
+lists read what the worker recorded.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from clusters import discovery, services, state
+from clusters.models import Cluster, ClusterOperation
+from clusters.permissions import IsStaff, StatusReader
+
+TAG = ["clusters"]
+
+
+def api_error(exc: services.OperationError) -> exceptions.APIException:
+    error = exceptions.APIException({exc.field: [exc.message]})
+    error.status_code = exc.status
+    return error
+
+
+def external_nodes(cluster: Cluster) -> dict[str, dict[str, object]]:
+    return {entry["id"]: entry for entry in state.ray_nodes(cluster)}
+
+
+class DiscoverView(APIView):
+    """POST /api/cluster/discover-external: find Ray clusters running on this host and record them."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(tags=TAG, request=None, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        found = discovery.discover(settings.CASTRAY_RAY_TEMP_DIRS, settings.CASTRAY_DASHBOARD_PORTS)
+        rows = services.discovered_record(found=found)
+        active = services.cluster_active()
+        alive = [state.discovered_entry(r, active) for r in rows if r.alive]
+        where = ", ".join(settings.CASTRAY_RAY_TEMP_DIRS)
+        return Response(
+            {
+                "success": True,
+                "message": f"found {len(alive)} running Ray cluster(s) on this host (session files in {where})",
+                "discovered_clusters": alive,
+                "stale_sessions": len(rows) - len(alive),
+                "connected_cluster": state.cluster_summary(active),
+                "external_nodes": external_nodes(active),
+            }
+        )
+
+
+class ExternalInfoView(APIView):
+    """GET /api/cluster/external-info: the cluster CastRay runs on and its Ray nodes."""
+
+    permission_classes = [StatusReader]
+
+    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        active = services.cluster_active()
+        last = ClusterOperation.objects.select_related("source", "target", "requested_by").first()
+        return Response(
+            {
+                # Connected to a Ray cluster CastRay did not start (RAY_ADDRESS or connect-external).
+                "is_connected": active.status == Cluster.Status.CONNECTED
+                and bool(active.address or settings.RAY_ADDRESS),
+                "connected_cluster": state.cluster_summary(active),
+                "external_nodes": external_nodes(active),
+                "last_operation": state.operation_entry(last) if last else None,
+            }
+        )
+
+
+class ExternalNodesView(APIView):
+    """GET /api/nodes/external: the Ray nodes of the connected cluster with resources and liveness."""
+
+    permission_classes = [StatusReader]
+
+    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        nodes = state.ray_nodes(services.cluster_active())
+        return Response({"success": True, "external_nodes": nodes, "count": len(nodes)})
+
+
+class ConnectView(APIView):
+    """POST /api/cluster/connect-external {cluster_address}: move CastRay onto that Ray cluster."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        tags=TAG,
+        request=inline_serializer("ConnectExternal", {"cluster_address": serializers.CharField()}),
+        responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request) -> Response:
+        address = request.data.get("cluster_address") if isinstance(request.data, dict) else None
+        if not isinstance(address, str) or not address.strip():
+            raise exceptions.ValidationError(
+                {"cluster_address": ["give the Ray cluster's GCS address as host:port, e.g. 10.0.0.5:6379"]}
+            )
+        try:
+            op = services.operation_request(
+                kind=ClusterOperation.Kind.CONNECT, address=address, requested_by=request.user
+            )
+        except services.OperationError as exc:
+            raise api_error(exc) from None
+        return Response(
+            {
+                "success": True,
+                "message": (
+                    f"recorded: the worker moves CastRay to the Ray cluster at {op.address}; "
+                    f"follow GET /api/cluster/operations/{op.pk} for the result"
+                ),
+                "operation": state.operation_entry(op),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class DisconnectView(APIView):
+    """DELETE /api/cluster/disconnect-external: go back to the configured cluster."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(tags=TAG, responses={202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def delete(self, request: Request) -> Response:
+        active = services.cluster_active()
+        configured = services.cluster_configured()
+        if active.pk == configured.pk:
+            raise api_error(
+                services.OperationError(
+                    "cluster",
+                    f"CastRay already runs on its configured cluster ({configured.name}); nothing to disconnect",
+                    status=409,
+                )
+            )
+        try:
+            op = services.operation_request(kind=ClusterOperation.Kind.DISCONNECT, requested_by=request.user)
+        except services.OperationError as exc:
+            raise api_error(exc) from None
+        return Response(
+            {
+                "success": True,
+                "message": (
+                    f"recorded: the worker leaves {active.name} (left running) and returns to {configured.name}; "
+                    f"follow GET /api/cluster/operations/{op.pk} for the result"
+                ),
+                "operation": state.operation_entry(op),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class OperationListView(APIView):
+    """GET /api/cluster/operations: the 50 latest cluster switches and their results."""
+
+    permission_classes = [StatusReader]
+
+    @extend_schema(tags=TAG, operation_id="cluster_operations_list", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        ops = ClusterOperation.objects.select_related("source", "target", "requested_by")[:50]
+        return Response({"operations": [state.operation_entry(op) for op in ops]})
+
+
+class OperationView(APIView):
+    """GET /api/cluster/operations/<id>: one switch: pending, running, succeeded or failed, and why."""
+
+    permission_classes = [StatusReader]
+
+    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pk: int) -> Response:
+        op = get_object_or_404(ClusterOperation.objects.select_related("source", "target", "requested_by"), pk=pk)
+        return Response(state.operation_entry(op))
+
+
+class AdoptView(APIView):
+    """POST /api/cluster/adopt-ray-nodes: one CastRay node, pinned to it, for every Ray node without one."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(tags=TAG, request=None, responses={201: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        cluster = services.cluster_active()
+        alive = [r for r in cluster.ray_nodes if r.get("alive")]
+        if not alive:
+            raise api_error(
+                services.OperationError(
+                    "cluster",
+                    f"no live Ray node is recorded for {cluster.name} ({cluster.status}); "
+                    "the worker records them once it is connected",
+                    status=409,
+                )
+            )
+        made = services.nodes_adopt(cluster=cluster)
+        return Response(
+            {
+                "success": True,
+                "message": f"adopted {len(made)} of {len(alive)} live Ray node(s); the others already had a node",
+                "nodes": [{"name": n.name, "ray_node_id": n.ray_node_id} for n in made],
+            },
+            status=status.HTTP_201_CREATED,
+        )
