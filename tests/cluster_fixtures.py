@@ -1,0 +1,317 @@
+"""Real Ray clusters and CastRay servers as processes, for the multi-node and cluster-switch tests.
+
+Why processes: the pytest process already runs the test session's own Ray (`ray_session`), and
+one Python process is attached to one Ray cluster at a time. So each scenario runs CastRay as
+`manage.py castray_up` (server and worker in one process, its own SQLite data directory) and
+drives it over HTTP, while this process starts and kills the Ray nodes it needs with
+`ray start --block`. Each `ray start` runs in its own session (process group) with its own
+temp dir and ports; teardown kills exactly those process groups and any process whose command
+line names one of those temp dirs. `ray stop` is never used: it would stop every Ray on the
+machine, the session's included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RAY = str(BASE_DIR / ".venv" / "bin" / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_range(width: int = 60) -> tuple[int, int]:
+    # Each raylet gets worker ports of its own so that raylets sharing this host never collide.
+    for _ in range(50):
+        start = random.randrange(30000, 60000 - width)
+        ok = True
+        for port in (start, start + width // 2, start + width - 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("0.0.0.0", port))
+                except OSError:
+                    ok = False
+        if ok:
+            return start, start + width - 1
+    raise RuntimeError("no free port range for Ray workers")
+
+
+class RayNodeProcess:
+    def __init__(self, name: str, args: list[str], temp_dir: Path, log: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.temp_dir = temp_dir
+        self.log_path = log
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
+        self.proc = subprocess.Popen(
+            [RAY, "start", *self.args, "--block"],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so it can be killed alone
+        )
+        log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL, wait: float = 15.0) -> None:
+        """Kill this node's process group, then anything still naming its temp dir."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        kill_by_marker(str(self.temp_dir))
+
+
+def kill_by_marker(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains `marker` (a temp dir only we use)."""
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+class RayCluster:
+    """A Ray cluster of `ray start` processes on this machine, each node in its own temp dir."""
+
+    def __init__(self, name: str) -> None:
+        # Short paths: Ray's unix sockets live under the temp dir and have a 107-byte limit.
+        self.root = Path(tempfile.mkdtemp(prefix=f"cr{name}-", dir="/tmp"))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "DJANGO_"))}
+        # Token authentication, as Ray 2.60 has by default (the token is ~/.ray/auth_token).
+        self.env["RAY_AUTH_MODE"] = "token"
+        self.env["PYTHONPATH"] = str(BASE_DIR)
+        self.nodes: list[RayNodeProcess] = []
+        self.address = ""
+
+    def _node_args(
+        self, temp_dir: Path, *, num_cpus: int, resources: dict[str, float], labels: dict[str, str]
+    ) -> list[str]:
+        low, high = _port_range()
+        args = [
+            f"--temp-dir={temp_dir}",
+            f"--num-cpus={num_cpus}",
+            "--disable-usage-stats",
+            f"--min-worker-port={low}",
+            f"--max-worker-port={high}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            "--object-store-memory=100000000",
+        ]
+        if resources:
+            args.append(f"--resources={json.dumps(resources)}")
+        if labels:
+            args.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
+        return args
+
+    def start_head(self, *, resources: dict[str, float] | None = None, labels: dict[str, str] | None = None) -> str:
+        port = free_port()
+        temp_dir = self.root / "n0"
+        args = [
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            f"--dashboard-port={free_port()}",
+            *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
+        ]
+        node = RayNodeProcess("head", args, temp_dir, self.root / "n0.log", self.env)
+        node.start()
+        self.nodes.append(node)
+        self.address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert node.running, self.logs()
+            if (temp_dir / "ray_current_cluster").exists():
+                return self.address
+            time.sleep(0.2)
+        raise AssertionError("the Ray head did not start:\n" + self.logs())
+
+    def add_worker(
+        self, name: str, *, resources: dict[str, float] | None = None, labels: dict[str, str] | None = None
+    ) -> RayNodeProcess:
+        temp_dir = self.root / name
+        args = [
+            f"--address={self.address}",
+            *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
+        ]
+        node = RayNodeProcess(name, args, temp_dir, self.root / f"{name}.log", self.env)
+        node.start()
+        self.nodes.append(node)
+        return node
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.root.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill(signal.SIGTERM, wait=10)
+        kill_by_marker(str(self.root))
+
+
+class CastRayServer:
+    """`manage.py castray_up` with its own data directory, attached to `ray_address`."""
+
+    def __init__(self, data_dir: Path, ray_address: str, extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / "server.log"
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "RAY_AUTH_MODE", "RAY_ADDRESS")
+        }
+        self.env.update(
+            {
+                "CASTRAY_DATA_DIR": str(data_dir),
+                "RAY_ADDRESS": ray_address,
+                "CASTRAY_WORKER_IN_PROCESS": "1",
+                "CASTRAY_HEARTBEAT_SECONDS": "0.5",
+                "CASTRAY_CHUNK_SIZE": "1MiB",
+                "CASTRAY_THROTTLE_USER": "off",
+            }
+        )
+        self.env.update(extra_env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "castray_up", "--port", str(self.port)],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                status, body = self.call("GET", "/health")
+                if status == 200 and body["checks"]["ray"]["ok"]:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("CastRay never connected to Ray:\n" + self.log())
+        self.token = self.manage("drf_create_token", "admin").split()[2]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Token {self.token}"} if self.token else {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.call("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["name"]: n for n in self.get("/api/v1/nodes/?limit=500")["results"]}
+
+    def wait(self, what: str, predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last: {last}\n{self.log()}")
+
+    def operation(self, op_id: int, timeout: float = 90.0) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            op = self.get(f"/api/cluster/operations/{op_id}")
+            return op if op["status"] in ("succeeded", "failed") else None
+
+        return self.wait(f"operation {op_id}", done, timeout=timeout, interval=0.3)
+
+    def transfer(self, transfer_id: int, timeout: float = 120.0) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            body = self.get(f"/api/v1/transfers/{transfer_id}/")
+            return body if body["status"] not in ("queued", "running") else None
+
+        return self.wait(f"cast {transfer_id}", done, timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
