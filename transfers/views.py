@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import filters, mixins, status, viewsets
@@ -20,13 +24,30 @@ from transfers.serializers import MessageSerializer, TargetDetailSerializer, Tra
 from transfers.services import message_create, transfer_cancel, transfer_create
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, converted to UTC: PostgreSQL refuses offsets Python accepts (-20:51)."""
+
+    def to_python(self, value: object) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("the time is out of range; give e.g. 2026-01-31T12:00:00Z") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class TransferFilter(django_filters.FilterSet):
     source = django_filters.CharFilter(field_name="source__name", help_text="Source node name.")
     target = django_filters.CharFilter(field_name="targets__node__name", distinct=True, help_text="A target's name.")
     group = django_filters.CharFilter(field_name="group__name")
     requested_by = django_filters.CharFilter(field_name="requested_by__username")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Transfer
