@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -36,6 +37,45 @@ log = logging.getLogger("castray.engine")
 
 # How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
 RECORD_EVERY = 64 * 1024 * 1024
+
+
+class PipelinedHasher:
+    """SHA-256 of chunks in a thread of its own, over a small ring of receive buffers.
+
+    hashlib releases the GIL for large buffers, so hashing chunk i overlaps with receiving
+    and writing chunk i+1 on another core instead of adding to it.
+    """
+
+    def __init__(self, chunk_size: int, buffers: int = 4) -> None:
+        self.views = [memoryview(bytearray(chunk_size)) for _ in range(buffers)]
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in range(buffers):
+            self.free.put(i)
+        self.work: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self.sha = hashlib.sha256()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="sha256")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.work.get()) is not None:
+            index, length = item
+            self.sha.update(self.views[index][:length])
+            self.free.put(index)
+
+    def buffer(self) -> tuple[int, memoryview]:
+        index = self.free.get()
+        return index, self.views[index]
+
+    def hash(self, index: int, length: int) -> None:
+        self.work.put((index, length))
+
+    def skip(self, index: int) -> None:
+        self.free.put(index)
+
+    def close(self) -> str:
+        self.work.put(None)
+        self.thread.join()
+        return self.sha.hexdigest()
 
 
 class NameLocks:
@@ -477,10 +517,8 @@ class Receiver:
         resumed = any(have)
         held = sum(source.chunk_len(i) for i in range(count) if wire.bit_get(have, i))
         self.progress.add_bytes(transfer, target, held)
-        sha = hashlib.sha256()
+        hasher = PipelinedHasher(chunk_size)
         next_index = 0
-        buf = bytearray(chunk_size)
-        view = memoryview(buf)
         received = 0
         since_record = 0
         try:
@@ -494,19 +532,25 @@ class Receiver:
                 if self.limits.ingress:
                     # Not reading is what slows the sender down: TCP flow control does the rest.
                     self.limits.ingress.consume(length)
+                slot, view = hasher.buffer()
                 payload = view[:length]
-                wire.recv_exact(sock, payload)
-                actual = zlib.crc32(payload)
-                if actual != crc:
-                    raise wire.ProtocolError(
-                        f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x}); "
-                        "nothing was written under the final name"
-                    )
-                os.pwrite(fd, payload, offset)
+                try:
+                    wire.recv_exact(sock, payload)
+                    actual = zlib.crc32(payload)
+                    if actual != crc:
+                        raise wire.ProtocolError(
+                            f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x}); "
+                            "nothing was written under the final name"
+                        )
+                    os.pwrite(fd, payload, offset)
+                except BaseException:
+                    hasher.skip(slot)
+                    raise
                 if not resumed and index == next_index:
-                    sha.update(payload)
+                    hasher.hash(slot, length)
                     next_index += 1
                 else:
+                    hasher.skip(slot)
                     resumed = True
                 wire.bit_set(have, index)
                 source.mark(index, crc)
@@ -520,17 +564,19 @@ class Receiver:
                     self._save_record(record_path, source, have)
                     since_record = 0
         except BaseException:
+            hasher.close()
             # Keep what arrived intact so that the next attempt resumes from it.
             os.fdatasync(fd)
             self._save_record(record_path, source, have)
             raise
+        streamed = hasher.close()
         missing = count - wire.bit_count(have, count)
         if missing:
             self._save_record(record_path, source, have)
             raise ConnectionError(f"sender finished with {missing} of {count} chunks missing")
 
         self.progress.set(transfer, target, status="verifying")
-        digest = sha.hexdigest() if not resumed else _sha_of_fd(fd, size)
+        digest = streamed if not resumed else _sha_of_fd(fd, size)
         if digest != source.sha256:
             # The data is wrong somewhere: resuming from it would be wrong too.
             os.unlink(source.path)
