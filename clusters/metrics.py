@@ -36,7 +36,8 @@ class Exposition:
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{text}}} {float(value):.17g}" if text else f"{name} {float(value):.17g}")
+            number = repr(float(value))
+            self.lines.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
 
     def render(self) -> str:
         return "\n".join(self.lines) + "\n"

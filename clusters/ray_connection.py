@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,10 @@ def connect(address: str) -> dict[str, Any]:
     if settings.CASTRAY_RAY_SHIP_CODE:
         base = Path(settings.BASE_DIR)
         kwargs["runtime_env"] = {"py_modules": [str(base / "nodes"), str(base / "transfers")]}
+    # ray.init replaces the SIGTERM handler of the main thread with one that exits at once;
+    # the worker's own handler (finish the step, then stop) is put back afterwards.
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if address:
             # Attach without resource arguments: the cluster's own configuration wins.
@@ -112,6 +118,9 @@ def connect(address: str) -> dict[str, Any]:
         if ray.is_initialized():
             ray.shutdown()
         raise RayUnavailable(f"Ray did not start at {address or 'local'}: {_first_line(exc)}") from None
+    finally:
+        if main and callable(handler):
+            signal.signal(signal.SIGTERM, handler)
     _attached = address
     return snapshot()
 
