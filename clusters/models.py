@@ -153,3 +153,48 @@ class RuntimeConfig(models.Model):
 
     def __str__(self) -> str:
         return "runtime configuration"
+
+
+class NodeFileRequest(models.Model):
+    """A file operation on a node whose storage may be on another host, served by the worker.
+
+    The web server cannot reach another host's disk and never calls Ray, so it records the
+    request; a worker carries it out through the node's actor (list, delete) or a Ray task
+    pinned to the node's Ray node (fetch: the bytes are copied into the worker's spool
+    directory, from which the web server streams them).
+    """
+
+    class Op(models.TextChoices):
+        LIST = "list"
+        FETCH = "fetch"
+        DELETE = "delete"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    FINAL = (Status.DONE, Status.FAILED, Status.EXPIRED)
+
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="file_requests")
+    op = models.CharField(max_length=8, choices=Op.choices)
+    name = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    spool_path = models.CharField(max_length=1024, blank=True)
+    worker_id = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.name or '*'} on {self.node_id} ({self.status})"

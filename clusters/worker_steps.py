@@ -19,11 +19,17 @@ Each returns what it did, so tests can drive it step by step. State lives beside
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+import shutil
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -31,13 +37,17 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from clusters import ray_connection, services
-from clusters.models import Cluster, ClusterOperation, NodePlacement, RuntimeConfig
+from clusters.models import Cluster, ClusterOperation, NodeFileRequest, NodePlacement, RuntimeConfig
 from clusters.ray_connection import RayUnavailable
 from nodes.models import Node
 
 log = logging.getLogger("castray.worker.clusters")
 DEMO_FILES = 5  # demo casts rotate over this many names per source, so storage does not fill up
 SWITCH_TIMEOUT = 120.0
+FETCH_BLOCK = 8 * 1024 * 1024
+FETCH_IN_FLIGHT = 4
+FILE_JOBS = 4  # file requests served at once per worker
+SPOOL_KEEP_SECONDS = 3600.0  # fetched files stay downloadable this long
 
 
 @dataclass
@@ -55,6 +65,9 @@ class StepState:
     last_demo: float = 0.0
     demo_pending: tuple[Any, int, list[int], str] | None = None
     demo_count: int = 0
+    file_pool: ThreadPoolExecutor | None = None
+    file_jobs: dict[Future[tuple[dict[str, Any], str, str]], int] = field(default_factory=dict)
+    last_spool_sweep: float = 0.0
 
     def forget_cluster(self) -> None:
         self.first_seen.clear()
@@ -302,6 +315,9 @@ def heartbeat(worker: Any) -> dict[str, Any]:
     demo = demo_step(worker)
     if demo:
         did["demo"] = demo
+    served = serve_file_requests(worker)
+    if served:
+        did["file_requests"] = served
     return did
 
 
@@ -489,3 +505,135 @@ def demo_step(worker: Any) -> str:
     ref = worker.actors[source.pk].generate_file.remote(name, size, "random", settings.CASTRAY_CHUNK_SIZE)
     state.demo_pending = (ref, source.pk, [t.pk for t in targets], name)
     return f"writing {name} on {source.name}"
+
+
+# --- files on other hosts --------------------------------------------------------------------
+def spool_dir() -> Path:
+    return Path(settings.DATA_DIR) / "spool"
+
+
+def serve_file_requests(worker: Any) -> list[int]:
+    """Start the recorded file requests for nodes whose actor this worker has; return their ids.
+
+    Each runs in a thread of the worker's, so a long download never holds up casts.
+    """
+    state = state_of(worker)
+    now = time.monotonic()
+    if now - state.last_spool_sweep > 60:
+        state.last_spool_sweep = now
+        sweep_spool()
+    # Results are written here, in the worker's own thread (and database connection).
+    for job in [j for j in state.file_jobs if j.done()]:
+        request_id = state.file_jobs.pop(job)
+        result, error, spool_path = job.result()
+        services.file_request_finish(request_id=request_id, result=result, error=error, spool_path=spool_path)
+    room = FILE_JOBS - len(state.file_jobs)
+    if room <= 0:
+        return []
+    online = set(_nodes(worker).online().values_list("pk", flat=True)) & set(worker.actors)
+    if not online:
+        return []
+    if state.file_pool is None:
+        state.file_pool = ThreadPoolExecutor(max_workers=FILE_JOBS, thread_name_prefix="castray-files")
+    started = []
+    for request in services.file_request_claim(worker_id=worker.worker_id, node_ids=online, limit=room):
+        state.file_jobs[state.file_pool.submit(serve_file_request, worker.actors[request.node_id], request)] = (
+            request.pk
+        )
+        started.append(request.pk)
+    return started
+
+
+def serve_file_request(actor: Any, request: NodeFileRequest) -> tuple[dict[str, Any], str, str]:
+    """Carry out one request (in a pool thread); return (result, error, spool path). No database here."""
+    import ray
+
+    try:
+        if request.op == NodeFileRequest.Op.LIST:
+            files = ray.get(actor.list_files.remote(), timeout=60)
+            return {"files": files, "count": len(files)}, "", ""
+        if request.op == NodeFileRequest.Op.DELETE:
+            deleted = ray.get(actor.delete_file.remote(request.name), timeout=60)
+            error = "" if deleted else f"{request.name} is not a file in {request.node.name}'s storage"
+            return {"deleted": bool(deleted)}, error, ""
+        result, path = fetch(request)
+        return result, "", str(path)
+    except Exception as exc:  # noqa: BLE001 - every failure is the request's result, in words
+        cause = getattr(exc, "cause", None) or exc
+        return {}, f"{type(cause).__name__}: {cause}"[:2000], ""
+
+
+_remote: dict[str, Any] = {}
+
+
+def _task(name: str) -> Any:
+    import ray
+    import ray.cloudpickle
+
+    from clusters import remote_read
+
+    if not _remote:
+        # By value: the Ray hosts have the shipped nodes/transfers packages, not clusters/.
+        ray.cloudpickle.register_pickle_by_value(remote_read)
+        _remote["stat"] = ray.remote(remote_read.stat_file)
+        _remote["read"] = ray.remote(remote_read.read_range)
+    return _remote[name]
+
+
+def fetch(request: NodeFileRequest) -> tuple[dict[str, Any], Path]:
+    """Copy a file from the node's host into the spool, a few blocks in flight; return (info, path)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = request.node
+    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 2}
+    if node.ray_node_id:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node.ray_node_id, soft=False)
+    root = str(node.storage_root)
+    info = ray.get(_task("stat").options(**options).remote(root, request.name), timeout=60)
+    size = int(info["size"])
+    spool = spool_dir()
+    spool.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(spool).free < size + 64 * 1024 * 1024:
+        raise OSError(f"not enough space in {spool} for {size} bytes")
+    path = spool / f"{request.pk}-{Path(request.name).name}"
+    part = path.with_name(path.name + ".part")
+    digest = hashlib.sha256()
+    pending: deque[Any] = deque()
+    offset = 0
+    try:
+        with open(part, "wb") as handle:
+            while offset < size or pending:
+                while offset < size and len(pending) < FETCH_IN_FLIGHT:
+                    length = min(FETCH_BLOCK, size - offset)
+                    pending.append(_task("read").options(**options).remote(root, request.name, offset, length))
+                    offset += length
+                block = ray.get(pending.popleft(), timeout=120)
+                handle.write(block)
+                digest.update(block)
+            if handle.tell() != size:
+                raise OSError(f"{request.name} changed while it was read ({handle.tell()} of {size} bytes)")
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return {"size": size, "sha256": digest.hexdigest(), "modified": info["modified"]}, path
+
+
+def sweep_spool() -> int:
+    """Delete fetched files older than SPOOL_KEEP_SECONDS and mark their requests expired."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=SPOOL_KEEP_SECONDS)
+    old = NodeFileRequest.objects.filter(
+        op=NodeFileRequest.Op.FETCH, status=NodeFileRequest.Status.DONE, finished_at__lt=cutoff
+    )
+    count = 0
+    for pk, path in old.values_list("pk", "spool_path"):
+        if path:
+            Path(path).unlink(missing_ok=True)
+        NodeFileRequest.objects.filter(pk=pk).update(status=NodeFileRequest.Status.EXPIRED)
+        count += 1
+    return count
