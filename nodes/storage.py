@@ -9,14 +9,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+
+import crc32c
 
 # Where the node keeps its own bookkeeping inside the storage root.
 META_DIR = ".castray"
 PART_SUFFIX = ".part"
 MAX_NAME_LENGTH = 1024
+# Manifests cached before the chunk checksum became CRC-32C are recomputed, not trusted.
+MANIFEST_FORMAT = "crc32c"
+
+
+def checksum(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """The per-chunk checksum: CRC-32C (hardware-accelerated, ~25 GB/s here vs ~5 for zlib's CRC32).
+
+    It releases the GIL for large buffers, so other threads keep running meanwhile.
+    """
+    return crc32c.crc32c(data, value)
 
 
 class UnsafePath(ValueError):
@@ -64,7 +75,7 @@ def resolve_in(root: Path, name: str) -> Path:
 
 @dataclass
 class Manifest:
-    """What a receiver needs to verify a file: its size, SHA-256 and per-chunk CRC32."""
+    """What a receiver needs to verify a file: its size, SHA-256 and per-chunk CRC-32C."""
 
     size: int
     sha256: str
@@ -81,7 +92,7 @@ def chunk_count(size: int, chunk_size: int) -> int:
 
 
 class Digester:
-    """Whole-file SHA-256 and per-chunk CRC32 computed in one pass over sequential data."""
+    """Whole-file SHA-256 and per-chunk CRC-32C computed in one pass over sequential data."""
 
     def __init__(self, chunk_size: int) -> None:
         self.chunk_size = chunk_size
@@ -97,7 +108,7 @@ class Digester:
         self.size += len(view)
         while len(view):
             take = min(len(view), self.chunk_size - self._in_chunk)
-            self._crc = zlib.crc32(view[:take], self._crc)
+            self._crc = checksum(view[:take], self._crc)
             self._in_chunk += take
             view = view[take:]
             if self._in_chunk == self.chunk_size:
@@ -147,7 +158,11 @@ class ManifestCache:
         identity = self._identity(path)
         try:
             stored = json.loads(key.read_text())
-            if stored["identity"] == identity and stored["manifest"]["chunk_size"] == chunk_size:
+            if (
+                stored.get("format") == MANIFEST_FORMAT
+                and stored["identity"] == identity
+                and stored["manifest"]["chunk_size"] == chunk_size
+            ):
                 return Manifest(**stored["manifest"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -159,7 +174,8 @@ class ManifestCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         key = self._key_path(name)
         tmp = key.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"identity": self._identity(path), "manifest": asdict(manifest)}))
+        stored = {"format": MANIFEST_FORMAT, "identity": self._identity(path), "manifest": asdict(manifest)}
+        tmp.write_text(json.dumps(stored))
         os.replace(tmp, key)
 
     def peek_sha256(self, name: str, path: Path) -> str | None:

@@ -18,16 +18,15 @@ import socket
 import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
-from nodes.storage import Manifest, ManifestCache, UnsafePath
+from nodes.storage import Manifest, ManifestCache, UnsafePath, checksum
 from transfers import wire
 from transfers.engine import Counters, Limits, Progress, TokenBucket
 from transfers.partfile import PartFile
 
-DATAGRAM = struct.Struct("!III")  # transfer, sequence, crc32
+DATAGRAM = struct.Struct("!III")  # transfer, sequence, crc32c
 DATAGRAM_PAYLOAD = 8192
 UDP_MAX_PASSES = 50
 UDP_QUIET = 0.05  # seconds without datagrams before the receiver answers a pass
@@ -246,7 +245,7 @@ def _udp_send_one(
                     sent_datagrams += 1
                     if attempt == 0 and drop_every and seq % drop_every == 0:
                         continue  # "lost" on the way
-                    udp.sendto(DATAGRAM.pack(transfer, seq, zlib.crc32(data)) + data, dest)
+                    udp.sendto(DATAGRAM.pack(transfer, seq, checksum(data)) + data, dest)
                 wire.send_json(control, {"op": "end", "pass": attempt})
                 reply = wire.recv_json(control)
                 if "results" in reply:

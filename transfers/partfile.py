@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from pathlib import Path
 
-from nodes.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, chunk_count, resolve_in
+from nodes.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, checksum, chunk_count, resolve_in
 from transfers import wire
 
 
@@ -53,9 +52,9 @@ class PartFile:
     def write(self, index: int, data: bytes | memoryview, crc: int) -> None:
         if not 0 <= index < self.count or len(data) != self.chunk_len(index):
             raise wire.ProtocolError(f"chunk {index} of {len(data)} bytes does not fit the file")
-        actual = zlib.crc32(data)
+        actual = checksum(data)
         if actual != crc:
-            raise wire.ProtocolError(f"chunk {index} failed its checksum (crc32 {actual:08x}, expected {crc:08x})")
+            raise wire.ProtocolError(f"chunk {index} failed its checksum (crc32c {actual:08x}, expected {crc:08x})")
         os.pwrite(self.fd, data, index * self.chunk_size)
         if not wire.bit_get(self.have, index):
             wire.bit_set(self.have, index)

@@ -1,11 +1,11 @@
-"""CastRay's TCP wire protocol: framed raw chunks with per-chunk CRC32.
+"""CastRay's TCP wire protocol: framed raw chunks with per-chunk CRC-32C.
 
 One connection carries one file to one receiver (which may relay it further):
 
     sender   -> receiver : MAGIC, u32 length, JSON offer (signed with the cluster secret)
     receiver -> sender   : u32 length, JSON answer  {"status": "ready", "have": hex bitmap}
                                                     | {"status": "skip"} | {"status": "error"}
-    sender   -> receiver : chunk frames: CHUNK header (index, offset, length, crc32) + raw bytes
+    sender   -> receiver : chunk frames: CHUNK header (index, offset, length, crc32c) + raw bytes
                            ... then an END frame (index = END_INDEX)
     receiver -> sender   : u32 length, JSON result (for the receiver and the subtree it relayed to)
 
@@ -22,9 +22,10 @@ import socket
 import struct
 from typing import Any
 
-MAGIC = b"CRY1"
+# CRY2: chunk checksums are CRC-32C (CRY1 peers used zlib's CRC32 and are refused).
+MAGIC = b"CRY2"
 LEN = struct.Struct("!I")
-CHUNK = struct.Struct("!IQII")  # index, offset, length, crc32
+CHUNK = struct.Struct("!IQII")  # index, offset, length, crc32c
 END_INDEX = 0xFFFFFFFF
 MAX_JSON = 16 * 1024 * 1024
 
