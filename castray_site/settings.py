@@ -211,6 +211,9 @@ CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
 # --- API: anonymous status, throttling, pagination, CORS ---------------------------------
 # On a trusted network, dashboards may read /api/status and /health details without a login.
 CASTRAY_ANONYMOUS_STATUS = env_bool("CASTRAY_ANONYMOUS_STATUS", False)
+# Freeze long-lived objects out of the garbage collector after the first requests
+# (castray_site/gc_tuning.py): gen-2 pauses otherwise dominate the API's p99.
+CASTRAY_GC_FREEZE = env_bool("CASTRAY_GC_FREEZE", True)
 
 
 def _throttle_rate(name: str, default: str) -> str | None:

@@ -48,3 +48,19 @@ def test_modes_and_messages(ray_session, storage) -> None:
     messages = run("messages", "--count", "300", "--fan", "2")
     assert [r["case"] for r in messages] == ["unicast", "broadcast-2"]
     assert all(r["per_s"] > 0 for r in messages)
+
+
+def test_api_reports_latency_and_constant_queries(db) -> None:
+    from transfers.bench_api import bench_api
+
+    rows = bench_api(nodes=6, transfers=120, requests=20)
+    assert [r["case"] for r in rows] == ["status", "transfers"]
+    for row in rows:
+        assert set(row) >= COMMON | {"p50_ms", "p99_ms", "reference_p99_ms", "queries"}
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["transfers"] >= 120 and row["nodes"] >= 6
+    # No N+1: a page of 50 casts (two targets each) and 6+ nodes cost a handful of queries.
+    assert rows[0]["queries"] <= 10 and rows[1]["queries"] <= 6, rows
+    # Everything the run made is gone.
+    assert not Node.objects.filter(name__startswith="bench-api-").exists()
+    assert not Transfer.objects.exists()
