@@ -85,6 +85,18 @@ class BenchCluster:
     def peak_rss(self, nodes: list[Node]) -> float:
         return max(self.call(node, "ping")["peak_rss_mib"] for node in nodes)
 
+    def memory_now(self, nodes: list[Node]) -> dict[str, float]:
+        """The largest private and object-store-mapped resident memory among `nodes` now.
+
+        The kernel's peak RSS counts pages of Ray's shared object store that an actor has
+        mapped (object_store mode); these two keys say how much of it is which.
+        """
+        pings = [self.call(node, "ping") for node in nodes]
+        return {
+            "private_mib": max(p.get("rss_anon_mib", 0.0) for p in pings),
+            "object_store_mapped_mib": max(p.get("rss_shmem_mib", 0.0) for p in pings),
+        }
+
     def remove(self, nodes: list[Node], name: str) -> None:
         for node in nodes:
             self.call(node, "delete_file", name)
@@ -195,6 +207,7 @@ def bench_modes(*, size: int, targets: int = 1) -> list[dict[str, Any]]:
                     "seconds": round(seconds, 3),
                     "ratio": round(mb_s / tcp_mb_s, 3),
                     "peak_rss_mib": cluster.peak_rss(members),
+                    **cluster.memory_now(members),
                     "ok": ok,
                     "mb_s": round(mb_s, 1),
                     "source_bytes_ratio": round(transfer.source_bytes_sent / size, 3),
