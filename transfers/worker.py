@@ -30,7 +30,7 @@ from clusters.services import cluster_active, cluster_record
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
 from transfers import services
-from transfers.models import Delivery, Target, Transfer
+from transfers.models import Delivery, Message, Target, Transfer
 from transfers.planner import Hop, plan_tree
 
 log = logging.getLogger("castray.worker")
@@ -86,6 +86,7 @@ class Worker:
         self.connected_at = 0.0
         self.last_nodes = 0.0
         self.last_lease = 0.0
+        self.last_conn_check = 0.0
         self.last_recover = 0.0
         self.stop_event = threading.Event()
 
@@ -247,6 +248,13 @@ class Worker:
     def claim(self) -> list[int]:
         room = settings.CASTRAY_MAX_ACTIVE_TRANSFERS - len(self.running)
         if room <= 0:
+            return []
+        # One indexed look-up first: a worker ticks many times a second while casts run, on
+        # the same cores as the actors, and nothing queued is the common case.
+        queued = Transfer.objects.queued()
+        if self.node_prefix:
+            queued = queued.filter(source__name__startswith=self.node_prefix)
+        if not queued.exists():
             return []
         claimed = services.transfer_claim(
             worker_id=self.worker_id,
@@ -436,6 +444,8 @@ class Worker:
         """Claim queued messages and hand each sender's batch to its actor; return how many."""
         if len(self.message_refs) >= 8:
             return 0
+        if not Message.objects.filter(status=Message.Status.QUEUED).exists():
+            return 0
         token = services.messages_claim(
             worker_id=self.worker_id,
             lease_seconds=settings.CASTRAY_LEASE_SECONDS,
@@ -545,8 +555,12 @@ class Worker:
     # --- loop ------------------------------------------------------------------------------
     def tick(self) -> dict[str, Any]:
         # A long-lived loop must drop dead or expired connections, but never the one a
-        # caller's transaction (a test, a one-shot command) is still using.
-        if not connection.in_atomic_block:
+        # caller's transaction (a test, a one-shot command) is still using. Once a second is
+        # enough: with CONN_MAX_AGE=0 every check closes the connection and the next query
+        # opens it again.
+        now = time.monotonic()
+        if not connection.in_atomic_block and now - self.last_conn_check >= 1.0:
+            self.last_conn_check = now
             close_old_connections()
         did: dict[str, Any] = {}
         worker_steps.before_connect(self)  # run-time config, cluster switches
