@@ -69,7 +69,11 @@ def write_random(path: Path, size: int) -> None:
 def test_adopt_broadcast_lose_a_raylet_mid_cast_and_get_it_back(cluster: RayCluster, server: CastRayServer) -> None:
     storage = server.data_dir / "storage"
     # The worker records the three Ray nodes (with their labels) once it is connected.
-    server.wait("three live Ray nodes", lambda: server.get("/api/nodes/external")["count"] == 3, timeout=60)
+    try:
+        server.wait("three live Ray nodes", lambda: server.get("/api/nodes/external")["count"] == 3, timeout=120)
+    except AssertionError as exc:
+        # Once seen in CI: say whether a raylet never joined or the worker never recorded it.
+        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
     ray_nodes = {n["labels"][LABEL]: n for n in server.get("/api/nodes/external")["external_nodes"]}
     assert set(ray_nodes) == {"host-0", "host-1", "host-2"}
     assert ray_nodes["host-0"]["type"] == "head" and ray_nodes["host-1"]["resources"]["host_1"] == 1
