@@ -36,10 +36,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _port_range(width: int = 60) -> tuple[int, int]:
     # Each raylet gets worker ports of its own so that raylets sharing this host never collide.
+    # They are drawn below the kernel's ephemeral range, where free_port() picks the other
+    # components' ports: once a random object-manager port fell inside the worker range and
+    # `ray start` refused to run.
+    ephemeral_low = _ephemeral_low()
     for _ in range(50):
-        start = random.randrange(30000, 60000 - width)
+        start = random.randrange(10000, ephemeral_low - width)
         ok = True
         for port in (start, start + width // 2, start + width - 1):
             with socket.socket() as s:
