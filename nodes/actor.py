@@ -46,13 +46,14 @@ def peak_rss_mib() -> float:
 def memory_mib() -> dict[str, float]:
     """Resident memory now, split as /proc/self/status does: private (anon), shared memory
     (Ray's object store pages this process has mapped), and file pages."""
+    names = {"RssAnon": "rss_anon_mib", "RssShmem": "rss_shmem_mib", "RssFile": "rss_file_mib"}
     out: dict[str, float] = {}
     try:
         with open("/proc/self/status") as status:
             for line in status:
                 key, _, value = line.partition(":")
-                if key in ("RssAnon", "RssShmem", "RssFile"):
-                    out[key.lower().replace("rss", "rss_") + "_mib"] = round(int(value.split()[0]) / 1024, 1)
+                if key in names:
+                    out[names[key]] = round(int(value.split()[0]) / 1024, 1)
     except OSError:
         pass
     return out

@@ -21,19 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.servers import api_call, free_port
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 RAY = str(BASE_DIR / ".venv" / "bin" / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ephemeral_low() -> int:
@@ -269,20 +263,7 @@ class CastRayServer:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={
-                "Content-Type": "application/json",
-                **({"Authorization": f"Token {self.token}"} if self.token else {}),
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return api_call(self.url, method, path, body, token=self.token, timeout=15)
 
     def get(self, path: str) -> Any:
         status, body = self.call("GET", path)

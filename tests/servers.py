@@ -25,6 +25,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def api_call(
+    url: str, method: str, path: str, body: dict[str, Any] | None = None, *, token: str = "", timeout: float = 10
+) -> tuple[int, Any]:
+    """One JSON request to a running CastRay: (HTTP status, decoded body), errors included."""
+    request = urllib.request.Request(
+        url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
 class RunningServer:
     def __init__(self, data_dir: Path, port: int, log: Path) -> None:
         self.data_dir = data_dir
@@ -38,20 +55,7 @@ class RunningServer:
         return (self.data_dir / "admin_password").read_text().strip()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={
-                "Content-Type": "application/json",
-                **({"Authorization": f"Token {self.token}"} if self.token else {}),
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return api_call(self.url, method, path, body, token=self.token)
 
 
 def _storage_of(actor: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from clusters.discovery import discover, scan
 from clusters.models import DiscoveredCluster
+from tests.servers import free_port
 
 SESSION = "session_2026-11-01_10-00-00_123456_4242"
 OLD_SESSION = "session_2026-10-01_10-00-00_654321_17"
@@ -27,12 +28,6 @@ def gcs() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         yield listener.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

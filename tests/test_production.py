@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixtures import BASE_DIR, free_port, kill_by_marker
+from tests.cluster_fixtures import BASE_DIR, kill_by_marker
+from tests.servers import free_port
 
 DEPLOY = BASE_DIR / "castray_site" / "deploy"
 

@@ -30,7 +30,7 @@ CASES = {"status": "/api/status", "transfers": "/api/v1/transfers/"}
 
 
 def _fill(tag: str, nodes: int, transfers: int) -> list[Node]:
-    made = Node.objects.bulk_create(
+    Node.objects.bulk_create(
         Node(name=f"{tag}{i}", storage_dir=f"/tmp/{tag}{i}", status=Node.Status.ONLINE) for i in range(nodes)
     )
     made = list(Node.objects.filter(name__startswith=tag).order_by("pk"))
@@ -86,23 +86,22 @@ def _time(client: Client, path: str, headers: dict[str, str], requests: int) -> 
     }
 
 
+def _token_headers(username: str) -> dict[str, str]:
+    user = get_user_model().objects.create_user(username=username, password=uuid.uuid4().hex)
+    return {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+
+
 def bench_api(*, nodes: int = 50, transfers: int = 10000, requests: int = 300) -> list[dict[str, Any]]:
     tag = f"bench-api-{uuid.uuid4().hex[:6]}-"
-    user = get_user_model().objects.create_user(username=tag + "user", password=uuid.uuid4().hex)
-    token = Token.objects.create(user=user)
-    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
     made: list[Node] = []
     results = []
     try:
         made = _fill(tag, nodes, transfers)
         client = Client()
-        reference = _time(client, "/health", headers, requests)
+        reference = _time(client, "/health", _token_headers(f"{tag}health"), requests)
         for case, path in CASES.items():
             # One user per case keeps each case under the API's default throttle.
-            if case != "status":
-                user = get_user_model().objects.create_user(username=f"{tag}{case}", password=uuid.uuid4().hex)
-                headers = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
-            measured = _time(client, path, headers, requests)
+            measured = _time(client, path, _token_headers(f"{tag}{case}"), requests)
             results.append(
                 {
                     "bench": "api",
@@ -123,9 +122,8 @@ def bench_api(*, nodes: int = 50, transfers: int = 10000, requests: int = 300) -
                 }
             )
     finally:
-        Target.objects.filter(transfer__source__in=made).delete()
+        # Targets go with their casts; every target of a bench node belongs to a bench cast.
         Transfer.objects.filter(source__in=made).delete()
-        Target.objects.filter(node__in=made).delete()
         Node.objects.filter(name__startswith=tag).delete()
         get_user_model().objects.filter(username__startswith=tag).delete()
     return results
