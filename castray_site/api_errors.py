@@ -16,7 +16,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from nodes.storage import UnsafePath
+from dataplane.storage import UnsafePath
 
 
 def _first_message(data: Any, path: str = "") -> str:

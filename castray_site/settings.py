@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "clusters",
     "nodes",
     "transfers",
+    "bridge",
 ]
 
 MIDDLEWARE = [
@@ -243,7 +244,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "DeliveryStatusEnum": "transfers.models.Delivery.Status",
     "NodeStatusEnum": "nodes.models.Node.Status",
     "ClusterStatusEnum": "clusters.models.Cluster.Status",
-    "GeneratedContentEnum": "nodes.generator.CONTENT_TYPES",
+    "GeneratedContentEnum": "dataplane.generator.CONTENT_TYPES",
 }
 
 # --- Web pages -------------------------------------------------------------------------

@@ -399,7 +399,7 @@ def file_request_create(
     *, node: Node, op: str, name: str = "", requested_by: AbstractBaseUser | None = None
 ) -> NodeFileRequest:
     """Record a list, fetch or delete on `node`'s storage for a worker to carry out."""
-    from nodes.storage import UnsafePath, clean_name
+    from dataplane.storage import UnsafePath, clean_name
 
     if op not in NodeFileRequest.Op.values:
         raise OperationError("op", f"op must be one of {', '.join(NodeFileRequest.Op.values)}")

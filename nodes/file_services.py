@@ -16,10 +16,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from dataplane.generator import CONTENT_TYPES, write_generated
+from dataplane.storage import META_DIR, Manifest, ManifestCache, UnsafePath, clean_name, resolve_in
 from nodes.files import FileInfo, StorageError, file_info, local_root
-from nodes.generator import CONTENT_TYPES, write_generated
 from nodes.models import Node
-from nodes.storage import META_DIR, Manifest, ManifestCache, UnsafePath, clean_name, resolve_in
 
 STAGING_DIR = "staging"
 

@@ -25,12 +25,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from castray_site.api import AnyAcceptNegotiation, IsStaff
+from dataplane.generator import CONTENT_TYPES, PRESETS
+from dataplane.storage import resolve_in
 from nodes.file_services import file_delete, file_generate, file_place
 from nodes.files import FileInfo, NotOnThisHost, list_files, local_root
-from nodes.generator import CONTENT_TYPES, PRESETS
 from nodes.models import Node
 from nodes.serializers import FileGenerateSerializer, FileInfoSerializer, FileUploadSerializer
-from nodes.storage import resolve_in
 from nodes.uploads import StagedUpload, StorageUploadHandler
 from transfers.serializers import GeneratedFileSerializer, PresetsSerializer
 from transfers.services import resolve_targets, transfer_create

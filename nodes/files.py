@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataplane.storage import META_DIR, PART_SUFFIX, ManifestCache, UnsafePath, resolve_in
 from nodes.models import Node
-from nodes.storage import META_DIR, PART_SUFFIX, ManifestCache, UnsafePath, resolve_in
 
 
 class StorageError(Exception):

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from castray_site.env import parse_size
-from nodes.generator import CONTENT_TYPES, PRESETS
+from dataplane.generator import CONTENT_TYPES, PRESETS
 from nodes.models import Node, NodeGroup
 from transfers.models import Transfer
 

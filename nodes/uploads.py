@@ -19,8 +19,8 @@ from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+from dataplane.storage import Digester, Manifest
 from nodes.file_services import staging_path
-from nodes.storage import Digester, Manifest
 
 # Multipart framing around the file: boundaries, part headers, the other form fields.
 FORM_OVERHEAD = 64 * 1024

@@ -36,7 +36,7 @@ def storage(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def worker(ray_session, storage, db):  # type: ignore[no-untyped-def]
-    from transfers.worker import Worker
+    from bridge.worker import Worker
 
     w = Worker(worker_id="test-worker")
     yield w

@@ -51,7 +51,7 @@ def test_modes_and_messages(ray_session, storage) -> None:
 
 
 def test_api_reports_latency_and_constant_queries(db) -> None:
-    from transfers.bench_api import bench_api
+    from bridge.bench.api import bench_api
 
     rows = bench_api(nodes=6, transfers=120, requests=20)
     assert [r["case"] for r in rows] == ["status", "transfers"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from clusters import worker_steps
+from bridge import worker_steps
+from bridge.connection import snapshot
+from bridge.worker_steps import StepState, rebind_candidate
 from clusters.models import Cluster, ClusterOperation, NodePlacement, RuntimeConfig
-from clusters.ray_connection import snapshot
 from clusters.services import cluster_active, operation_claim, operation_request, placements_record
-from clusters.worker_steps import StepState, rebind_candidate
 from nodes.models import Node
 from tests.conftest import sha256_of
 from tests.helpers import finished

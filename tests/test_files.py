@@ -15,9 +15,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
-from nodes.storage import META_DIR, ManifestCache, compute_manifest
 from tests.conftest import sha256_of
 from transfers.models import Transfer
 

@@ -16,9 +16,9 @@ from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Cluster
+from dataplane.storage import ManifestCache
 from nodes.models import Node, NodeGroup
 from nodes.services import node_create
-from nodes.storage import ManifestCache
 from transfers import services
 from transfers.models import Target, Transfer
 from transfers.templatetags.castray import ago, rate, seconds, size

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.storage import Digester, UnsafePath, clean_name, compute_manifest, resolve_in
+from dataplane.storage import Digester, UnsafePath, clean_name, compute_manifest, resolve_in
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from bridge.worker import Worker
 from clusters.models import Cluster
 from clusters.services import cluster_active
 from nodes.models import Node
@@ -15,7 +16,6 @@ from tests.conftest import sha256_of
 from tests.helpers import finished, random_file
 from transfers.models import Target, Transfer
 from transfers.services import transfer_create
-from transfers.worker import Worker
 
 pytestmark = [pytest.mark.ray, pytest.mark.django_db]
 

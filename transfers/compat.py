@@ -30,11 +30,11 @@ from rest_framework.views import APIView
 
 from castray_site import health as health_module
 from castray_site.api import Conflict, IsStaff, StatusReader
+from dataplane.generator import CONTENT_TYPES, PRESETS, format_size
 from nodes.auto_transfer import auto_transfer_flags, auto_transfer_set
 from nodes.edit_services import node_register, node_remove
 from nodes.file_services import file_generate
 from nodes.files import FileInfo
-from nodes.generator import CONTENT_TYPES, PRESETS, format_size
 from nodes.models import Node
 from transfers.compat_serializers import (
     CompatAutoToggleSerializer,

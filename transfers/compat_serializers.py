@@ -7,11 +7,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from dataplane.generator import CONTENT_TYPES, PRESETS
+from dataplane.storage import UnsafePath, clean_name
 from nodes.files import source_file_problem
-from nodes.generator import CONTENT_TYPES, PRESETS
 from nodes.models import node_name_validator
 from nodes.serializers import GroupNameField, NodeNameField, SizeField
-from nodes.storage import UnsafePath, clean_name
 from transfers.models import Message, Transfer
 
 

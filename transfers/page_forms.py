@@ -9,9 +9,9 @@ from django import forms
 from django.conf import settings
 
 from castray_site.env import parse_size
-from nodes.generator import CONTENT_TYPES
+from dataplane.generator import CONTENT_TYPES
+from dataplane.storage import UnsafePath, clean_name
 from nodes.models import Node, NodeGroup
-from nodes.storage import UnsafePath, clean_name
 from transfers.models import Transfer
 
 FILE_SOURCES = [("existing", "A file in its storage"), ("upload", "Upload a file"), ("generate", "Generate a file")]

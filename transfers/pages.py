@@ -21,10 +21,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clusters.models import Cluster
+from dataplane.storage import Digester
 from nodes.file_services import check_room, file_generate, file_place, staging_path
 from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
-from nodes.storage import Digester
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
 from transfers.retry_services import transfer_retry

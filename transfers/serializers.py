@@ -4,9 +4,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from dataplane.storage import UnsafePath, clean_name
 from nodes.files import source_file_problem
 from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField
-from nodes.storage import UnsafePath, clean_name
 from transfers.models import Delivery, Message, Target, Transfer
 
 

@@ -13,8 +13,8 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, Subquery
 from django.utils import timezone
 
+from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
-from nodes.storage import clean_name
 from transfers.events import STATUS_GROUP, TargetState, TransferEvent, publish, transfer_group
 from transfers.models import Delivery, Message, Target, Transfer
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from transfers.worker import Worker
+from bridge.worker import Worker
 
 
 class Command(BaseCommand):

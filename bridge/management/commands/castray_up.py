@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
         worker = None
         if settings.CASTRAY_WORKER_IN_PROCESS:
-            from transfers.worker import Worker
+            from bridge.worker import Worker
 
             worker = Worker()
             threading.Thread(target=worker.run, name="castray-worker", daemon=True).start()

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodes.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
-from transfers import wire
-from transfers.engine import (
+from dataplane import wire
+from dataplane.engine import (
     ChunkSource,
     Counters,
     Inbox,
@@ -33,7 +32,8 @@ from transfers.engine import (
     send_children,
     send_messages,
 )
-from transfers.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
+from dataplane.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
+from dataplane.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
 
 log = logging.getLogger("castray.actor")
 

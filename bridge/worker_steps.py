@@ -1,6 +1,6 @@
 """The bridge worker's cluster steps: switching clusters, Ray node health, adoption, stats, demo casts.
 
-`transfers.worker.Worker` calls three things from here:
+`bridge.worker.Worker` calls three things from here:
 
 - `before_connect(worker)` at the top of every tick: applies the run-time configuration
   operators recorded (`RuntimeConfig`), carries out a recorded cluster switch
@@ -36,9 +36,10 @@ from weakref import WeakKeyDictionary
 from django.conf import settings
 from django.db.models import QuerySet
 
-from clusters import ray_connection, services
+from bridge import connection as ray_connection
+from bridge.connection import RayUnavailable
+from clusters import services
 from clusters.models import Cluster, ClusterOperation, NodeFileRequest, NodePlacement, RuntimeConfig
-from clusters.ray_connection import RayUnavailable
 from nodes.models import Node
 
 log = logging.getLogger("castray.worker.clusters")
@@ -570,7 +571,7 @@ def _task(name: str) -> Any:
     import ray
     import ray.cloudpickle
 
-    from clusters import remote_read
+    from dataplane import remote_read
 
     if not _remote:
         # By value: the Ray hosts have the shipped nodes/transfers packages, not clusters/.

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodes.storage import (
+from dataplane import wire
+from dataplane.storage import (
     META_DIR,
     PART_SUFFIX,
     Manifest,
@@ -33,7 +34,6 @@ from nodes.storage import (
     chunk_count,
     resolve_in,
 )
-from transfers import wire
 
 log = logging.getLogger("castray.engine")
 
@@ -474,7 +474,7 @@ class Receiver:
             raise wire.ProtocolError("offer has an invalid size or chunk size")
         name = str(offer["name"])
         if offer.get("mode") == "udp":
-            from transfers.modes import udp_receive
+            from dataplane.modes import udp_receive
 
             return udp_receive(
                 sock,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
-from nodes.storage import Digester, Manifest
+from dataplane.storage import Digester, Manifest
 
 BLOCK = 4 * 1024 * 1024
 CONTENT_TYPES = ("text", "random", "pattern")

@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from nodes.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, checksum, chunk_count, resolve_in
-from transfers import wire
+from dataplane import wire
+from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, checksum, chunk_count, resolve_in
 
 
 class PartFile:

@@ -23,15 +23,15 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from clusters import worker_steps
+from bridge import worker_steps
+from bridge.connection import RayUnavailable, connect, snapshot
+from bridge.planner import Hop, plan_tree
 from clusters.models import Cluster
-from clusters.ray_connection import RayUnavailable, connect, snapshot
 from clusters.services import cluster_active, cluster_record
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
 from transfers import services
 from transfers.models import Delivery, Message, Target, Transfer
-from transfers.planner import Hop, plan_tree
 
 log = logging.getLogger("castray.worker")
 # Messages handed to actors per worker step: large enough for thousands per second.
@@ -131,7 +131,7 @@ class Worker:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from nodes.actor import CastNode
+        from dataplane.actor import CastNode
 
         handle = self.actors.get(node.pk)
         if handle is not None:

@@ -103,7 +103,7 @@ def connect(address: str) -> dict[str, Any]:
     }
     if settings.CASTRAY_RAY_SHIP_CODE:
         base = Path(settings.BASE_DIR)
-        kwargs["runtime_env"] = {"py_modules": [str(base / "nodes"), str(base / "transfers")]}
+        kwargs["runtime_env"] = {"py_modules": [str(base / "dataplane")]}
     # ray.init replaces the SIGTERM handler of the main thread with one that exits at once;
     # the worker's own handler (finish the step, then stop) is put back afterwards.
     main = threading.current_thread() is threading.main_thread()

@@ -2,7 +2,7 @@
 
 The worker sends these functions by value (cloudpickle), so hosts that only received the
 shipped `nodes` and `transfers` packages can run them; names are confined to the storage root
-exactly as the actor confines them (`nodes.storage.resolve_in`).
+exactly as the actor confines them (`dataplane.storage.resolve_in`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 
 def stat_file(root: str, name: str) -> dict[str, Any]:
-    from nodes.storage import resolve_in
+    from dataplane.storage import resolve_in
 
     path = resolve_in(Path(root), name)
     if not path.is_file():
@@ -22,7 +22,7 @@ def stat_file(root: str, name: str) -> dict[str, Any]:
 
 
 def read_range(root: str, name: str, offset: int, length: int) -> bytes:
-    from nodes.storage import resolve_in
+    from dataplane.storage import resolve_in
 
     with open(resolve_in(Path(root), name), "rb") as handle:
         handle.seek(offset)

@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 
+from bridge.worker import Worker
 from nodes.models import Node
 from nodes.services import node_create
 from transfers.models import Message, Transfer
 from transfers.services import messages_create_bulk, transfer_create
-from transfers.worker import Worker
 
 MiB = 1024 * 1024
 
@@ -123,7 +123,7 @@ def rayget_reference(cluster: BenchCluster, source: Node, name: str, n: int) -> 
     """`ray.put` the file once, N actors `ray.get` it and write it to disk (no caps: Ray has none)."""
     import ray
 
-    from transfers.bench_actors import RayGetWriter
+    from dataplane.reference import RayGetWriter
 
     writers = [ray.remote(RayGetWriter).options(num_cpus=0).remote() for _ in range(n)]
     ray.get([w.__ray_ready__.remote() for w in writers])

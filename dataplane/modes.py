@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodes.storage import Manifest, ManifestCache, UnsafePath, checksum
-from transfers import wire
-from transfers.engine import Counters, Limits, Progress, TokenBucket
-from transfers.partfile import PartFile
+from dataplane import wire
+from dataplane.engine import Counters, Limits, Progress, TokenBucket
+from dataplane.partfile import PartFile
+from dataplane.storage import Manifest, ManifestCache, UnsafePath, checksum
 
 DATAGRAM = struct.Struct("!III")  # transfer, sequence, crc32c
 DATAGRAM_PAYLOAD = 8192

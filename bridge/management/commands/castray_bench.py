@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from bridge.bench import casts as bench_casts
 from castray_site.env import parse_size
-from transfers import bench_casts
 
 COLUMNS: dict[str, list[str]] = {
     "unicast": ["mb_s", "reference_mb_s"],
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         elif bench == "messages":
             results = bench_casts.bench_messages(count=options["count"], fan=options["fan"])
         else:
-            from transfers.bench_api import bench_api
+            from bridge.bench.api import bench_api
 
             results = bench_api(nodes=options["nodes"], transfers=options["transfers"], requests=options["requests"])
         if options["json"]:
