@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -25,9 +25,10 @@ from django.utils import timezone
 
 from bridge import worker_steps
 from bridge.connection import RayUnavailable, connect, snapshot
-from bridge.planner import Hop, plan_tree
+from bridge.planner import plan_tree
 from clusters.models import Cluster
 from clusters.services import cluster_active, cluster_record
+from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, Hop, InboxMessage, MessageBatch
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
 from transfers import services
@@ -63,7 +64,7 @@ class Running:
     rounds: int = 0
     source_bytes: int = 0
     relay_bytes: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: FileInfo | None = None
     pids: dict[int, int | None] = field(default_factory=dict)  # target id -> its actor's pid at launch
 
 
@@ -202,7 +203,7 @@ class Worker:
                 node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {_short(exc)}")
                 done["offline"].append(node.name)
                 continue
-            node_record_heartbeat(node=node, info=info, seen=now)
+            node_record_heartbeat(node=node, info=info.as_dict(), seen=now)
             self.heard_from.add(node_id)
             done["online"].append(node.name)
         for node in nodes.values():
@@ -229,10 +230,10 @@ class Worker:
                 continue
             try:
                 handle = self.actor_for(node)
-                caps = {
-                    "egress": node.egress_cap or settings.CASTRAY_DEFAULT_EGRESS_CAP or None,
-                    "ingress": node.ingress_cap or settings.CASTRAY_DEFAULT_INGRESS_CAP or None,
-                }
+                caps = Caps(
+                    egress=node.egress_cap or settings.CASTRAY_DEFAULT_EGRESS_CAP or None,
+                    ingress=node.ingress_cap or settings.CASTRAY_DEFAULT_INGRESS_CAP or None,
+                )
                 self.pending_pings[node.pk] = handle.ping.remote(caps)
             except Exception as exc:  # noqa: BLE001 - placement errors are reported per node
                 node_mark(node=node, status=Node.Status.ERROR, detail=f"could not start actor: {_short(exc)}")
@@ -282,7 +283,7 @@ class Worker:
         """Plan a tree over the live targets still to serve and start a round on the source."""
         chunk = transfer.chunk_size or settings.CASTRAY_CHUNK_SIZE
         hops: list[Hop] = []
-        names: dict[str, str] = {}
+        names: dict[int, str] = {}
         for target in transfer.targets.select_related("node").exclude(status__in=Target.FINAL):
             node = target.node
             if not node.enabled:
@@ -298,12 +299,13 @@ class Worker:
                 hops.append(Hop(target.pk, node.name, node.address, node.port))
                 run.target_nodes[target.pk] = node.pk
                 run.pids.setdefault(target.pk, node.actor_pid)
-                names[str(target.pk)] = self.actor_names.get(node.pk, "")
+                names[target.pk] = self.actor_names.get(node.pk, "")
         fan_out = transfer.fan_out or settings.CASTRAY_DEFAULT_FAN_OUT
         children, tree = plan_tree(transfer.source.name, hops, fan_out)
+        assert run.info is not None  # launched only once the source answered file_info
         if run.rounds == 0:
             services.transfer_start(
-                transfer=transfer, size=run.info["size"], sha256=run.info["sha256"], tree=tree, chunk_size=chunk
+                transfer=transfer, size=run.info.size, sha256=run.info.sha256, tree=tree, chunk_size=chunk
             )
         else:
             rounds = list(transfer.tree.get("rounds", [])) + [tree]
@@ -313,19 +315,19 @@ class Worker:
         if not hops:
             self.finish(run, transfer, {})
             return
-        plan = {
-            "transfer": transfer.pk,
-            "name": transfer.file_name,
-            "dest_name": transfer.dest_name or transfer.file_name,
-            "chunk_size": chunk,
-            "sha256": run.info["sha256"],
-            "children": children,
-            "mode": transfer.mode,
-            "actors": names,
-            "namespace": settings.CASTRAY_RAY_NAMESPACE,
-            "udp_rate": settings.CASTRAY_UDP_RATE,
-            "udp_drop_every": settings.CASTRAY_UDP_DROP_EVERY,
-        }
+        plan = CastPlan(
+            transfer=transfer.pk,
+            name=transfer.file_name,
+            dest_name=transfer.dest_name or transfer.file_name,
+            chunk_size=chunk,
+            sha256=run.info.sha256,
+            children=children,
+            mode=transfer.mode,
+            actors=names,
+            namespace=settings.CASTRAY_RAY_NAMESPACE,
+            udp_rate=settings.CASTRAY_UDP_RATE,
+            udp_drop_every=settings.CASTRAY_UDP_DROP_EVERY,
+        )
         run.stage = "cast"
         run.ref = self.actor_for(transfer.source).cast.remote(plan)
 
@@ -343,16 +345,17 @@ class Worker:
             if handle is not None:
                 handle.forget.remote(run.transfer_id)
 
-    def round_done(self, run: Running, transfer: Transfer, result: dict[str, Any]) -> None:
+    def round_done(self, run: Running, transfer: Transfer, result: CastResult) -> None:
         """Record a finished round; re-parent live targets that failed with their relay."""
-        results = {int(k): v for k, v in result.get("results", {}).items()}
-        received = sum(int(v.get("bytes_received") or 0) for v in results.values())
-        source_bytes = int(result.get("source_bytes", 0)) - run.source_bytes
+        # The services keep the results as plain rows (they also take them from tests and recovery).
+        results = {target: asdict(row) for target, row in result.results.items()}
+        received = sum(row.bytes_received for row in result.results.values())
+        source_bytes = result.source_bytes - run.source_bytes
         run.source_bytes += source_bytes
         run.relay_bytes += max(0, received - source_bytes)
         self.report_progress(run, transfer, force=True)
-        if not result.get("ok"):
-            self.finish(run, transfer, results, error=result.get("error", ""))
+        if not result.ok:
+            self.finish(run, transfer, results, error=result.error)
             return
         failed = {tid: r for tid, r in results.items() if r.get("status") == Target.Status.FAILED}
         services.targets_record(transfer=transfer, results={k: v for k, v in results.items() if k not in failed})
@@ -386,7 +389,7 @@ class Worker:
         for tid, ref in refs.items():
             if ref in ready:
                 try:
-                    pid = ray.get(ref)["pid"]
+                    pid = ray.get(ref).pid
                 except Exception:  # noqa: BLE001 - a dead actor is simply not alive
                     continue
                 # A restarted actor is a new process: the one that held this target died.
@@ -467,7 +470,7 @@ class Worker:
             )
         )
         nodes = Node.objects.in_bulk({row[1] for row in rows} | {row[3] for row in rows})
-        plans: dict[int, dict[int, dict[str, Any]]] = {}  # sender -> node -> batch
+        plans: dict[int, dict[int, tuple[Node, list[InboxMessage]]]] = {}  # sender -> node -> its messages
         unreachable: dict[int, str] = {}
         for pk, node_id, message_id, sender_id, kind, content, created in rows:
             node, sender = nodes[node_id], nodes[sender_id]
@@ -477,23 +480,17 @@ class Worker:
             if sender.status != Node.Status.ONLINE or sender_id not in self.actors:
                 unreachable[pk] = f"sender {sender.name} is {sender.status}"
                 continue
-            batch = plans.setdefault(sender_id, {}).setdefault(
-                node_id, {"node": node.name, "address": node.address, "port": node.port, "messages": []}
-            )
-            batch["messages"].append(
-                {
-                    "id": pk,
-                    "message": message_id,
-                    "sender": sender.name,
-                    "kind": kind,
-                    "content": content,
-                    "created": created.isoformat(),
-                }
-            )
+            batch = plans.setdefault(sender_id, {}).setdefault(node_id, (node, []))
+            batch[1].append(InboxMessage(pk, message_id, sender.name, kind, content, created.isoformat()))
         # In-flight deliveries are recorded when their actor calls return.
         services.deliveries_record(token=token, failures=unreachable, final=not plans)
         if plans:
-            refs = [self.actors[sender_id].send_messages.remote(list(b.values())) for sender_id, b in plans.items()]
+            refs = [
+                self.actors[sender_id].send_messages.remote(
+                    [MessageBatch(n.name, n.address, n.port, tuple(messages)) for n, messages in batches.values()]
+                )
+                for sender_id, batches in plans.items()
+            ]
             self.message_refs.append((refs, token))
         return len(rows)
 
@@ -531,8 +528,7 @@ class Worker:
             rows: dict[int, dict[str, Any]] = {}
             for ref in ready:
                 try:
-                    for key, row in ray.get(ref).items():
-                        rows[int(key.split(":")[1])] = row
+                    rows.update({target: asdict(row) for target, row in ray.get(ref).items()})
                 except RayError:
                     continue
             if ready:
@@ -647,14 +643,10 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-def _parents(children: list[dict[str, Any]], source_id: int, run: Running) -> dict[int, int | None]:
+def _parents(children: tuple[Hop, ...], source_id: int, run: Running) -> dict[int, int | None]:
     """Target id -> the node id it receives from, read off the plan."""
-    out: dict[int, int | None] = {}
-
-    def walk(plans: list[dict[str, Any]], parent_node: int) -> None:
-        for plan in plans:
-            out[plan["target"]] = parent_node
-            walk(plan["children"], run.target_nodes[plan["target"]])
-
-    walk(children, source_id)
+    out: dict[int, int | None] = {hop.target: source_id for hop in children}
+    for root in children:
+        for hop in root.walk():
+            out.update({child.target: run.target_nodes[hop.target] for child in hop.children})
     return out

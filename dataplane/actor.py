@@ -12,7 +12,6 @@ import ctypes.util
 import logging
 import os
 import resource
-import shutil
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import wire
+from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, MessageBatch, Ping, ProgressRow, Results
 from dataplane.engine import (
     ChunkSource,
     Counters,
@@ -32,8 +32,9 @@ from dataplane.engine import (
     send_children,
     send_messages,
 )
+from dataplane.generator import write_generated
 from dataplane.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
-from dataplane.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
+from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, resolve_in
 
 log = logging.getLogger("castray.actor")
 
@@ -138,66 +139,58 @@ class CastNode:
             ).handle(conn)
 
     # --- worker-facing methods --------------------------------------------------------
-    def ping(self, limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    def ping(self, caps: Caps | None = None) -> Ping:
         """Heartbeat; the worker passes the node's current caps along with it."""
-        if limits is not None:
-            self.limits.set_caps(limits.get("egress"), limits.get("ingress"))
-        return {
-            "name": self.name,
-            "address": self.address,
-            "port": self.port,
-            "ray_node_id": self.ray_node_id,
-            "pid": os.getpid(),
-            "storage_dir": str(self.root),
-            "peak_rss_mib": round(peak_rss_mib(), 1),
-            **memory_mib(),
-            "bytes_sent": self.counters.total,
-            "time": time.time(),
-        }
+        if caps is not None:
+            self.limits.set_caps(caps.egress, caps.ingress)
+        memory = memory_mib()
+        return Ping(
+            name=self.name,
+            address=self.address,
+            port=self.port,
+            ray_node_id=self.ray_node_id,
+            pid=os.getpid(),
+            storage_dir=str(self.root),
+            peak_rss_mib=round(peak_rss_mib(), 1),
+            bytes_sent=self.counters.total,
+            time=time.time(),
+            rss_anon_mib=memory.get("rss_anon_mib", 0.0),
+            rss_shmem_mib=memory.get("rss_shmem_mib", 0.0),
+            rss_file_mib=memory.get("rss_file_mib", 0.0),
+        )
 
-    def cast(self, plan: dict[str, Any]) -> dict[str, Any]:
-        """Send `plan["name"]` to the tree under this node; return each target's result."""
+    def cast(self, plan: CastPlan) -> CastResult:
+        """Send `plan.name` to the tree under this node; return each target's result."""
         started = time.time()
-        name = plan["name"]
         try:
-            path, manifest = manifest_for(self.root, self.manifests, name, int(plan["chunk_size"]))
+            path, manifest = manifest_for(self.root, self.manifests, plan.name, plan.chunk_size)
         except (OSError, ValueError) as exc:
-            reason = f"source file unavailable on {self.name}: {exc}"
-            return {"ok": False, "error": reason, "results": {}}
-        if plan.get("sha256") and plan["sha256"] != manifest.sha256:
-            return {"ok": False, "error": f"{name} changed on {self.name} since the cast was queued", "results": {}}
-        mode = plan.get("mode", "tcp")
-        if mode == "object_store":
+            return CastResult(ok=False, error=f"source file unavailable on {self.name}: {exc}")
+        if plan.sha256 and plan.sha256 != manifest.sha256:
+            return CastResult(ok=False, error=f"{plan.name} changed on {self.name} since the cast was queued")
+        if plan.mode == "object_store":
             results = store_cast(plan, path, manifest, limits=self.limits, counters=self.counters)
-        elif mode == "udp":
-            results = udp_cast(
-                plan,
-                path,
-                manifest,
-                secret=self.secret,
-                limits=self.limits,
-                counters=self.counters,
-                rate=float(plan.get("udp_rate") or 0),
-            )
+        elif plan.mode == "udp":
+            results = udp_cast(plan, path, manifest, secret=self.secret, limits=self.limits, counters=self.counters)
         else:
             results = self._cast_tcp(plan, path, manifest)
-        return {
-            "ok": True,
-            "size": manifest.size,
-            "sha256": manifest.sha256,
-            "results": results,
-            "source_bytes": self.counters.of(int(plan["transfer"])),
-            "seconds": time.time() - started,
-            "peak_rss_mib": round(peak_rss_mib(), 1),
-        }
+        return CastResult(
+            ok=True,
+            size=manifest.size,
+            sha256=manifest.sha256,
+            results=results,
+            source_bytes=self.counters.of(plan.transfer),
+            seconds=time.time() - started,
+            peak_rss_mib=round(peak_rss_mib(), 1),
+        )
 
-    def _cast_tcp(self, plan: dict[str, Any], path: Path, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    def _cast_tcp(self, plan: CastPlan, path: Path, manifest: Manifest) -> Results:
         source = ChunkSource.from_manifest(path, manifest)
         results, threads = send_children(
             source,
-            plan["children"],
-            transfer=int(plan["transfer"]),
-            name=plan.get("dest_name", plan["name"]),
+            plan.children,
+            transfer=plan.transfer,
+            name=plan.dest_name,
             secret=self.secret,
             limits=self.limits,
             counters=self.counters,
@@ -219,24 +212,24 @@ class CastNode:
         return self.store.end(transfer, target, error)
 
     # --- messages ----------------------------------------------------------------------
-    def send_messages(self, batches: list[dict[str, Any]]) -> dict[int, str]:
+    def send_messages(self, batches: list[MessageBatch]) -> dict[int, str]:
         """Deliver each batch to its node's inbox; return delivery id -> "" or the reason."""
         outcome: dict[int, str] = {}
 
-        def run(batch: dict[str, Any]) -> None:
-            ids = [int(m["id"]) for m in batch["messages"]]
+        def run(batch: MessageBatch) -> None:
+            ids = [m.id for m in batch.messages]
             try:
                 acked = send_messages(
-                    batch["address"],
-                    int(batch["port"]),
-                    batch["messages"],
+                    batch.address,
+                    batch.port,
+                    [m.to_wire() for m in batch.messages],
                     secret=self.secret,
                     timeout=self.limits.io_timeout,
                 )
             except (OSError, wire.ProtocolError) as exc:
-                outcome.update({i: f"could not reach {batch['node']}: {exc}" for i in ids})
+                outcome.update({i: f"could not reach {batch.node}: {exc}" for i in ids})
                 return
-            outcome.update({i: "" if i in acked else f"{batch['node']} did not acknowledge it" for i in ids})
+            outcome.update({i: "" if i in acked else f"{batch.node} did not acknowledge it" for i in ids})
 
         threads = [threading.Thread(target=run, args=(batch,), daemon=True) for batch in batches]
         for thread in threads:
@@ -248,7 +241,7 @@ class CastNode:
     def inbox_latest(self, count: int = 50) -> list[dict[str, Any]]:
         return self.inbox.latest(count)
 
-    def progress_of(self, transfer: int) -> dict[str, dict[str, Any]]:
+    def progress_of(self, transfer: int) -> dict[int, ProgressRow]:
         return self.progress.snapshot(transfer)
 
     def forget(self, transfer: int) -> None:
@@ -258,9 +251,9 @@ class CastNode:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""
         self.limits.cancelled.add(transfer)
 
-    def file_info(self, name: str, chunk_size: int) -> dict[str, Any]:
+    def file_info(self, name: str, chunk_size: int) -> FileInfo:
         path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
-        return {"name": name, "size": manifest.size, "sha256": manifest.sha256}
+        return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
 
     def list_files(self) -> list[dict[str, Any]]:
         out = []
@@ -288,30 +281,16 @@ class CastNode:
         path.unlink()
         return True
 
-    def generate_file(self, name: str, size: int, content: str, chunk_size: int) -> dict[str, Any]:
+    def generate_file(self, name: str, size: int, content: str, chunk_size: int) -> FileInfo:
         """Write a file of exactly `size` bytes and record its manifest while writing."""
         path = resolve_in(self.root, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + PART_SUFFIX)
-        digester = Digester(chunk_size)
-        block = _content_block(content, min(chunk_size, 4 * 1024 * 1024))
-        with open(tmp, "wb") as handle:
-            written = 0
-            while written < size:
-                piece = block(written, min(len_block(chunk_size), size - written))
-                handle.write(piece)
-                digester.update(piece)
-                written += len(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        manifest = digester.manifest()
+        staging = path.with_name(path.name + PART_SUFFIX)
+        staging.unlink(missing_ok=True)
+        manifest = write_generated(staging, size=size, content=content, chunk_size=chunk_size)
+        os.replace(staging, path)
         self.manifests.put(name, path, manifest)
-        return {"name": name, "size": manifest.size, "sha256": manifest.sha256}
-
-    def storage_usage(self) -> dict[str, int]:
-        usage = shutil.disk_usage(self.root)
-        return {"total": usage.total, "free": usage.free}
+        return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
 
     def stop(self) -> None:
         self._stopping = True
@@ -319,21 +298,3 @@ class CastNode:
             self.listener.close()
         except OSError:
             pass
-
-
-def len_block(chunk_size: int) -> int:
-    return min(chunk_size, 4 * 1024 * 1024)
-
-
-def _content_block(content: str, length: int):  # type: ignore[no-untyped-def]
-    """Return a function (offset, n) -> bytes producing the generator's content."""
-    if content == "random":
-        return lambda _offset, n: os.urandom(n)
-    if content == "text":
-        line = b"CastRay test data: the quick brown fox jumps over the lazy dog 0123456789\n"
-        text = line * (length // len(line) + 2)
-        return lambda offset, n: text[offset % len(line) : offset % len(line) + n]
-    if content == "pattern":
-        pattern = bytes(range(256)) * (length // 256 + 2)
-        return lambda offset, n: pattern[offset % 256 : offset % 256 + n]
-    raise ValueError(f"unknown content {content!r}; use text, random or pattern")

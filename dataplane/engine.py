@@ -19,11 +19,20 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dataplane import wire
+from dataplane.contract import (
+    Hop,
+    ProgressRow,
+    Results,
+    TargetResult,
+    fail_subtree,
+    results_from_wire,
+    results_to_wire,
+)
 from dataplane.storage import (
     META_DIR,
     PART_SUFFIX,
@@ -166,23 +175,25 @@ class Progress:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self._rows: dict[tuple[int, int], ProgressRow] = {}
 
     def set(self, transfer: int, target: int, **fields: Any) -> None:
         with self._lock:
-            row = self._rows.setdefault((transfer, target), {"bytes_done": 0, "status": "pending"})
-            row.update(fields)
-            row["updated"] = time.time()
+            row = self._rows.setdefault((transfer, target), ProgressRow())
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated = time.time()
 
     def add_bytes(self, transfer: int, target: int, n: int, *, received: int = 0) -> None:
         with self._lock:
-            row = self._rows.setdefault((transfer, target), {"bytes_done": 0, "status": "receiving"})
-            row["bytes_done"] += n
-            row["bytes_received"] = row.get("bytes_received", 0) + received
+            row = self._rows.setdefault((transfer, target), ProgressRow(status="receiving"))
+            row.bytes_done += n
+            row.bytes_received += received
 
-    def snapshot(self, transfer: int | None = None) -> dict[str, dict[str, Any]]:
+    def snapshot(self, transfer: int) -> dict[int, ProgressRow]:
+        """This node's rows for `transfer`, by target id (copies: the table keeps changing)."""
         with self._lock:
-            return {f"{t}:{g}": dict(row) for (t, g), row in self._rows.items() if transfer is None or t == transfer}
+            return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
 
     def forget(self, transfer: int) -> None:
         with self._lock:
@@ -301,7 +312,7 @@ class Counters:
 
 def send_subtree(
     source: ChunkSource,
-    plan: dict[str, Any],
+    hop: Hop,
     *,
     transfer: int,
     name: str,
@@ -309,13 +320,13 @@ def send_subtree(
     limits: Limits,
     counters: Counters,
     handle: Any,
-) -> dict[str, dict[str, Any]]:
-    """Send the file to one child (`plan`), which relays to its own children.
+) -> Results:
+    """Send the file to one child (`hop`), which relays to its own children.
 
-    Returns the result of every target in that subtree, keyed by target id (as text). A
-    child that cannot be reached fails with its subtree, each with the reason.
+    Returns the result of every target in that subtree, keyed by target id. A child that
+    cannot be reached fails with its subtree, each with the reason.
     """
-    target = int(plan["target"])
+    target = hop.target
     offer = {
         "transfer": transfer,
         "target": target,
@@ -323,19 +334,19 @@ def send_subtree(
         "size": source.size,
         "sha256": source.sha256,
         "chunk_size": source.chunk_size,
-        "children": plan.get("children", []),
+        "children": [child.to_wire() for child in hop.children],
     }
     offer["mac"] = wire.sign(secret, offer)
     try:
-        with socket.create_connection((plan["address"], int(plan["port"])), timeout=10) as sock:
+        with socket.create_connection((hop.address, hop.port), timeout=10) as sock:
             sock.settimeout(limits.io_timeout)
             wire.send_json(sock, offer, magic=True)
             answer = wire.recv_json(sock)
             if isinstance(answer.get("results"), dict):
-                return answer["results"]  # refused before it got as far as answering
+                return results_from_wire(answer["results"])  # refused before it got as far as answering
             status = answer.get("status")
             if status == "error":
-                return _fail_subtree(plan, f"{plan.get('node', target)} refused the file: {answer.get('error')}")
+                return fail_subtree(hop, f"{hop.node} refused the file: {answer.get('error')}")
             if status == "ready":
                 have = wire.bitmap_from_hex(answer.get("have", ""), len(source.crcs))
                 for index in range(len(source.crcs)):
@@ -359,40 +370,33 @@ def send_subtree(
             sock.settimeout(limits.io_timeout + source.size / (1024 * 1024))
             result = wire.recv_json(sock)
     except ConnectionAbortedError as exc:
-        return _fail_subtree(plan, str(exc), status="cancelled")
+        return fail_subtree(hop, str(exc), status="cancelled")
     except (OSError, wire.ProtocolError, TimeoutError) as exc:
-        return _fail_subtree(plan, f"link to {plan.get('node', target)} failed: {exc}")
+        return fail_subtree(hop, f"link to {hop.node} failed: {exc}")
     finally:
         handle.close()
-    results = result.get("results")
-    if not isinstance(results, dict):
-        return _fail_subtree(plan, f"{plan.get('node', target)} sent no result")
-    return results
-
-
-def _fail_subtree(plan: dict[str, Any], reason: str, status: str = "failed") -> dict[str, dict[str, Any]]:
-    out = {str(plan["target"]): {"status": status, "error": reason, "bytes_received": 0}}
-    for child in plan.get("children", []):
-        out.update(_fail_subtree(child, reason, status))
-    return out
+    try:
+        return results_from_wire(result.get("results"))
+    except (ValueError, TypeError):
+        return fail_subtree(hop, f"{hop.node} sent no result")
 
 
 def send_children(
     source: ChunkSource,
-    children: list[dict[str, Any]],
+    children: tuple[Hop, ...],
     **kwargs: Any,
-) -> tuple[dict[str, dict[str, Any]], list[threading.Thread]]:
+) -> tuple[Results, list[threading.Thread]]:
     """Start one sender thread per child; the caller joins them, then reads the results."""
-    results: dict[str, dict[str, Any]] = {}
+    results: Results = {}
     threads = []
 
-    def run(child: dict[str, Any], handle: Any) -> None:
+    def run(child: Hop, handle: Any) -> None:
         results.update(send_subtree(source, child, handle=handle, **kwargs))
 
     for child in children:
         # Opened now, before the .part can be renamed: the handle follows the inode.
         handle = open(source.path, "rb")  # noqa: SIM115 - closed by send_subtree
-        thread = threading.Thread(target=run, args=(child, handle), daemon=True, name=f"send-{child['target']}")
+        thread = threading.Thread(target=run, args=(child, handle), daemon=True, name=f"send-{child.target}")
         thread.start()
         threads.append(thread)
     return results, threads
@@ -444,31 +448,44 @@ class Receiver:
         self.progress.set(
             transfer, target, status="receiving", started=time.time(), bytes_done=0, size=int(offer["size"])
         )
+        children: tuple[Hop, ...] = ()
+        subtree: tuple[Results, list[threading.Thread]] = ({}, [])
         try:
+            children = tuple(Hop.from_wire(child) for child in offer.get("children") or ())
             # One receive per destination name at a time: a second offer for the same file
             # (a recovered cast, say) waits, then finds the file complete and skips it.
             with self.locks.hold(str(offer["name"])):
-                outcome = self._receive(sock, offer, transfer, target)
-        except (OSError, wire.ProtocolError, TimeoutError, UnsafePath) as exc:
-            outcome = {"status": "failed", "error": str(exc)}
+                outcome, subtree = self._receive(sock, offer, transfer, target, children)
+        except (OSError, wire.ProtocolError, TimeoutError, UnsafePath, ValueError) as exc:
+            outcome = TargetResult(status="failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a receiver must report, never die silently
             log.exception("receiver failed")
-            outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        results, relay_threads = outcome.pop("subtree", ({}, []))
+            outcome = TargetResult(status="failed", error=f"{type(exc).__name__}: {exc}")
+        results, relay_threads = subtree
         for thread in relay_threads:
             thread.join()
-        self.progress.set(transfer, target, finished=time.time(), **outcome)
-        results[str(target)] = outcome
+        self.progress.set(
+            transfer,
+            target,
+            finished=time.time(),
+            status=outcome.status,
+            error=outcome.error,
+            sha256=outcome.sha256,
+            bytes_received=outcome.bytes_received,
+        )
+        results[target] = outcome
         # Children this node never reached fail with its reason rather than vanish.
-        for child in offer.get("children") or []:
-            for key, row in _fail_subtree(child, f"relay {target} failed: {outcome.get('error')}").items():
+        for child in children:
+            for key, row in fail_subtree(child, f"relay {target} failed: {outcome.error}").items():
                 results.setdefault(key, row)
         try:
-            wire.send_json(sock, {"results": results})
+            wire.send_json(sock, {"results": results_to_wire(results)})
         except OSError:
             pass
 
-    def _receive(self, sock: socket.socket, offer: dict[str, Any], transfer: int, target: int) -> dict[str, Any]:
+    def _receive(
+        self, sock: socket.socket, offer: dict[str, Any], transfer: int, target: int, children: tuple[Hop, ...]
+    ) -> tuple[TargetResult, tuple[Results, list[threading.Thread]]]:
         size, chunk_size, sha256 = int(offer["size"]), int(offer["chunk_size"]), str(offer["sha256"])
         if size < 0 or not 1 <= chunk_size <= 256 * 1024 * 1024:
             raise wire.ProtocolError("offer has an invalid size or chunk size")
@@ -476,7 +493,7 @@ class Receiver:
         if offer.get("mode") == "udp":
             from dataplane.modes import udp_receive
 
-            return udp_receive(
+            outcome = udp_receive(
                 sock,
                 offer,
                 root=self.root,
@@ -485,14 +502,13 @@ class Receiver:
                 progress=self.progress,
                 limits=self.limits,
             )
+            return outcome, ({}, [])
         dest = resolve_in(self.root, name)
         count = chunk_count(size, chunk_size)
-        children = offer.get("children") or []
 
         if dest.is_file() and dest.stat().st_size == size and self._sha_of(name, dest, chunk_size) == sha256:
             wire.send_json(sock, {"status": "skip"})
-            subtree = self._relay_from_file(dest, name, transfer, children, chunk_size)
-            return {"status": "skipped", "bytes_received": 0, "subtree": subtree}
+            return TargetResult(status="skipped"), self._relay_from_file(dest, name, transfer, children, chunk_size)
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + PART_SUFFIX)
@@ -519,13 +535,12 @@ class Receiver:
                 result = self._receive_chunks(sock, fd, source, have, record_path, transfer, target)
             except ConnectionAbortedError as exc:
                 source.finish(str(exc))
-                result = {"status": "cancelled", "error": str(exc), "bytes_received": 0}
+                result = TargetResult(status="cancelled", error=str(exc))
             except (OSError, wire.ProtocolError, TimeoutError, ValueError) as exc:
                 # Children stop waiting for chunks that will not come, and fail with this reason.
                 source.finish(str(exc))
-                result = {"status": "failed", "error": str(exc), "bytes_received": 0}
-            result["subtree"] = subtree
-            return result
+                result = TargetResult(status="failed", error=str(exc))
+            return result, subtree
         finally:
             os.close(fd)
 
@@ -538,7 +553,7 @@ class Receiver:
         record_path: Path,
         transfer: int,
         target: int,
-    ) -> dict[str, Any]:
+    ) -> TargetResult:
         count, size, chunk_size = len(source.crcs), source.size, source.chunk_size
         # Chunks already held (resume) can be relayed at once; their CRC is read back lazily.
         for index in range(count):
@@ -632,11 +647,11 @@ class Receiver:
         record_path.unlink(missing_ok=True)
         name = str(dest.relative_to(self.root))
         self.manifests.put(name, dest, Manifest(size, digest, chunk_size, list(source.crcs)))  # type: ignore[arg-type]
-        return {"status": "completed", "bytes_received": received, "sha256": digest}
+        return TargetResult(status="completed", bytes_received=received, sha256=digest)
 
     def _relay_from_file(
-        self, path: Path, name: str, transfer: int, children: list[dict[str, Any]], chunk_size: int
-    ) -> tuple[dict[str, dict[str, Any]], list[threading.Thread]]:
+        self, path: Path, name: str, transfer: int, children: tuple[Hop, ...], chunk_size: int
+    ) -> tuple[Results, list[threading.Thread]]:
         if not children:
             return {}, []
         manifest = self.manifests.get(name, path, chunk_size)

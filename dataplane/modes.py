@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import wire
+from dataplane.contract import CastPlan, Hop, Results, TargetResult, results_from_wire
 from dataplane.engine import Counters, Limits, Progress, TokenBucket
 from dataplane.partfile import PartFile
 from dataplane.storage import Manifest, ManifestCache, UnsafePath, checksum
@@ -32,32 +33,24 @@ UDP_MAX_PASSES = 50
 UDP_QUIET = 0.05  # seconds without datagrams before the receiver answers a pass
 
 
-def flatten(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for plan in plans:
-        out.append(plan)
-        out.extend(flatten(plan.get("children", [])))
-    return out
-
-
 # --- object store --------------------------------------------------------------------------
 def store_cast(
-    plan: dict[str, Any], path: Path, manifest: Manifest, *, limits: Limits, counters: Counters, window: int = 8
-) -> dict[str, dict[str, Any]]:
+    plan: CastPlan, path: Path, manifest: Manifest, *, limits: Limits, counters: Counters, window: int = 8
+) -> Results:
     """Source side: put every chunk into the object store once; each target pulls it."""
     import ray
 
-    transfer = int(plan["transfer"])
-    name = plan.get("dest_name", plan["name"])
-    results: dict[str, dict[str, Any]] = {}
+    transfer = plan.transfer
+    name = plan.dest_name
+    results: Results = {}
     handles: dict[int, Any] = {}
     begins = {}
-    for hop in flatten(plan["children"]):
-        target = int(hop["target"])
+    for hop in plan.targets():
+        target = hop.target
         try:
-            handles[target] = ray.get_actor(plan["actors"][str(target)], namespace=plan["namespace"])
+            handles[target] = ray.get_actor(plan.actors[target], namespace=plan.namespace)
         except (KeyError, ValueError) as exc:
-            results[str(target)] = {"status": "failed", "error": f"no actor for {hop['node']}: {exc}"}
+            results[target] = TargetResult(status="failed", error=f"no actor for {hop.node}: {exc}")
             continue
         begins[target] = handles[target].store_begin.remote(
             transfer, target, name, manifest.size, manifest.sha256, manifest.chunk_size
@@ -67,10 +60,10 @@ def store_cast(
         try:
             answer = ray.get(ref, timeout=limits.io_timeout)
         except Exception as exc:  # noqa: BLE001 - each target fails on its own
-            results[str(target)] = {"status": "failed", "error": f"could not start: {exc}"}
+            results[target] = TargetResult(status="failed", error=f"could not start: {exc}")
             continue
         if answer["status"] != "ready":
-            results[str(target)] = {"status": answer["status"], "error": answer.get("error", ""), "bytes_received": 0}
+            results[target] = TargetResult(status=answer["status"], error=answer.get("error", ""))
             continue
         have[target] = wire.bitmap_from_hex(answer["have"], manifest.chunk_count)
     pending: list[tuple[int, Any]] = []
@@ -106,9 +99,9 @@ def store_cast(
     ends = {t: handles[t].store_end.remote(transfer, t, failed.get(t, "")) for t in have}
     for target, ref in ends.items():
         try:
-            results[str(target)] = ray.get(ref, timeout=limits.io_timeout + manifest.size / (1024 * 1024))
+            results[target] = ray.get(ref, timeout=limits.io_timeout + manifest.size / (1024 * 1024))
         except Exception as exc:  # noqa: BLE001
-            results[str(target)] = {"status": "failed", "error": f"could not finish: {_first_line(exc)}"}
+            results[target] = TargetResult(status="failed", error=f"could not finish: {_first_line(exc)}")
     return results
 
 
@@ -146,43 +139,50 @@ class StoreReceiver:
         part.write(index, data, crc)
         self.progress.add_bytes(transfer, target, len(data), received=len(data))
 
-    def end(self, transfer: int, target: int, error: str) -> dict[str, Any]:
+    def end(self, transfer: int, target: int, error: str) -> TargetResult:
         with self.lock:
             part = self.parts.pop((transfer, target))
         if error:
             part.abandon()
-            outcome = {"status": "failed", "error": error, "bytes_received": part.received}
+            outcome = TargetResult(status="failed", error=error, bytes_received=part.received)
         else:
             self.progress.set(transfer, target, status="verifying")
             try:
                 digest = part.finish(self.manifests)
-                outcome = {"status": "completed", "sha256": digest, "bytes_received": part.received}
+                outcome = TargetResult(status="completed", sha256=digest, bytes_received=part.received)
             except (OSError, ValueError) as exc:
                 part.abandon()
-                outcome = {"status": "failed", "error": str(exc), "bytes_received": part.received}
-        self.progress.set(transfer, target, finished=time.time(), **outcome)
+                outcome = TargetResult(status="failed", error=str(exc), bytes_received=part.received)
+        self.progress.set(
+            transfer,
+            target,
+            finished=time.time(),
+            status=outcome.status,
+            error=outcome.error,
+            sha256=outcome.sha256,
+            bytes_received=outcome.bytes_received,
+        )
         return outcome
 
 
 # --- reliable UDP --------------------------------------------------------------------------
 def udp_cast(
-    plan: dict[str, Any],
+    plan: CastPlan,
     path: Path,
     manifest: Manifest,
     *,
     secret: bytes,
     limits: Limits,
     counters: Counters,
-    rate: float,
-) -> dict[str, dict[str, Any]]:
+) -> Results:
     """Source side: one thread per receiver, each a paced UDP stream with NACK repair."""
-    results: dict[str, dict[str, Any]] = {}
-    pacer = TokenBucket(rate) if rate else None
+    results: Results = {}
+    pacer = TokenBucket(plan.udp_rate) if plan.udp_rate else None
 
-    def run(hop: dict[str, Any]) -> None:
-        results[str(hop["target"])] = _udp_send_one(plan, hop, path, manifest, secret, limits, counters, pacer)
+    def run(hop: Hop) -> None:
+        results[hop.target] = _udp_send_one(plan, hop, path, manifest, secret, limits, counters, pacer)
 
-    threads = [threading.Thread(target=run, args=(hop,), daemon=True) for hop in flatten(plan["children"])]
+    threads = [threading.Thread(target=run, args=(hop,), daemon=True) for hop in plan.targets()]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -191,20 +191,20 @@ def udp_cast(
 
 
 def _udp_send_one(
-    plan: dict[str, Any],
-    hop: dict[str, Any],
+    plan: CastPlan,
+    hop: Hop,
     path: Path,
     manifest: Manifest,
     secret: bytes,
     limits: Limits,
     counters: Counters,
     pacer: TokenBucket | None,
-) -> dict[str, Any]:
-    transfer, target = int(plan["transfer"]), int(hop["target"])
+) -> TargetResult:
+    transfer, target = plan.transfer, hop.target
     offer = {
         "transfer": transfer,
         "target": target,
-        "name": plan.get("dest_name", plan["name"]),
+        "name": plan.dest_name,
         "size": manifest.size,
         "sha256": manifest.sha256,
         "chunk_size": manifest.chunk_size,
@@ -213,11 +213,11 @@ def _udp_send_one(
         "datagram": DATAGRAM_PAYLOAD,
     }
     offer["mac"] = wire.sign(secret, offer)
-    drop_every = int(plan.get("udp_drop_every") or 0)  # a test and benchmark knob: lose datagrams on purpose
+    drop_every = plan.udp_drop_every  # a test and benchmark knob: lose datagrams on purpose
     sent_datagrams = 0
     try:
         with (
-            socket.create_connection((hop["address"], int(hop["port"])), timeout=10) as control,
+            socket.create_connection((hop.address, hop.port), timeout=10) as control,
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
             open(path, "rb", buffering=0) as handle,
         ):
@@ -225,12 +225,12 @@ def _udp_send_one(
             wire.send_json(control, offer, magic=True)
             answer = wire.recv_json(control)
             if isinstance(answer.get("results"), dict):
-                return answer["results"].get(str(target), {"status": "failed", "error": "refused"})
+                return results_from_wire(answer["results"]).get(target, TargetResult(status="failed", error="refused"))
             if answer.get("status") == "skip":
-                return wire.recv_json(control)["results"][str(target)]
+                return results_from_wire(wire.recv_json(control)["results"])[target]
             if answer.get("status") != "ready":
-                return {"status": "failed", "error": f"refused: {answer.get('error')}"}
-            dest = (hop["address"], int(answer["udp_port"]))
+                return TargetResult(status="failed", error=f"refused: {answer.get('error')}")
+            dest = (hop.address, int(answer["udp_port"]))
             count = -(-manifest.size // DATAGRAM_PAYLOAD)
             todo: list[int] = list(range(count))
             for attempt in range(UDP_MAX_PASSES):
@@ -249,16 +249,16 @@ def _udp_send_one(
                 wire.send_json(control, {"op": "end", "pass": attempt})
                 reply = wire.recv_json(control)
                 if "results" in reply:
-                    result = reply["results"][str(target)]
-                    result["udp_transport"] = "unicast"
-                    result["udp_passes"] = attempt + 1
+                    result = results_from_wire(reply["results"])[target]
+                    result.udp_transport = "unicast"
+                    result.udp_passes = attempt + 1
                     return result
                 todo = [seq for start, end in reply["missing"] for seq in range(start, end)]
-            return {"status": "failed", "error": f"still missing data after {UDP_MAX_PASSES} repair passes"}
+            return TargetResult(status="failed", error=f"still missing data after {UDP_MAX_PASSES} repair passes")
     except ConnectionAbortedError as exc:
-        return {"status": "cancelled", "error": str(exc)}
-    except (OSError, wire.ProtocolError, KeyError) as exc:
-        return {"status": "failed", "error": f"udp link to {hop.get('node')} failed: {exc}"}
+        return TargetResult(status="cancelled", error=str(exc))
+    except (OSError, wire.ProtocolError, KeyError, ValueError) as exc:
+        return TargetResult(status="failed", error=f"udp link to {hop.node} failed: {exc}")
 
 
 def udp_receive(
@@ -270,7 +270,7 @@ def udp_receive(
     manifests: ManifestCache,
     progress: Progress,
     limits: Limits,
-) -> dict[str, Any]:
+) -> TargetResult:
     """Receiver side, on the accepted TCP control connection of a `mode: udp` offer."""
     transfer, target = int(offer["transfer"]), int(offer["target"])
     size, payload = int(offer["size"]), int(offer["datagram"])
@@ -280,7 +280,7 @@ def udp_receive(
     if part.already_complete(manifests):
         part.abandon(delete=True)
         wire.send_json(sock, {"status": "skip"})
-        return {"status": "skipped", "bytes_received": 0}
+        return TargetResult(status="skipped")
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
@@ -334,8 +334,8 @@ def udp_receive(
             digest = part.finish(manifests)
         except (OSError, ValueError) as exc:
             part.abandon(delete=True)
-            return {"status": "failed", "error": str(exc), "bytes_received": part.received}
-        return {"status": "completed", "sha256": digest, "bytes_received": part.received}
+            return TargetResult(status="failed", error=str(exc), bytes_received=part.received)
+        return TargetResult(status="completed", sha256=digest, bytes_received=part.received)
     finally:
         udp.close()
         if part.fd >= 0:

@@ -63,7 +63,7 @@ def _storage_of(actor: dict[str, str]) -> str:
 
     try:
         handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-        return ray.get(handle.ping.remote(), timeout=5)["storage_dir"]
+        return ray.get(handle.ping.remote(), timeout=5).storage_dir
     except Exception:  # noqa: BLE001 - a dead actor has nothing to clean
         return ""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dataplane.contract import Caps
 from nodes.models import Node, NodeGroup
 from tests.conftest import sha256_of
 from tests.helpers import finished, random_file
@@ -22,7 +23,7 @@ def apply_caps(worker, node: Node) -> None:  # type: ignore[no-untyped-def]
     import ray
 
     node.refresh_from_db()
-    ray.get(worker.actors[node.pk].ping.remote({"egress": node.egress_cap, "ingress": node.ingress_cap}))
+    ray.get(worker.actors[node.pk].ping.remote(Caps(node.egress_cap, node.ingress_cap)))
 
 
 @pytest.mark.parametrize("fan_out", [1, 2])

@@ -55,7 +55,7 @@ def server(ray_session, separate: RayCluster, tmp_path: Path) -> Iterator[CastRa
             if actor["name"].startswith("castnode:"):
                 try:
                     handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-                    if str(tmp_path) in ray.get(handle.ping.remote(), timeout=5)["storage_dir"]:
+                    if str(tmp_path) in ray.get(handle.ping.remote(), timeout=5).storage_dir:
                         ray.kill(handle)
                 except Exception:  # noqa: BLE001 - gone already
                     pass

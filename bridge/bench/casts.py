@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from bridge.worker import Worker
+from dataplane.contract import Caps
 from nodes.models import Node
 from nodes.services import node_create
 from transfers.models import Message, Transfer
@@ -59,7 +60,7 @@ class BenchCluster:
             raise RuntimeError(f"bench nodes did not come online: {states}")
         self.nodes = list(Node.objects.filter(name__in=names).order_by("pk"))
         for node in self.nodes:
-            self.call(node, "ping", {"egress": node.egress_cap, "ingress": node.ingress_cap})
+            self.call(node, "ping", Caps(node.egress_cap, node.ingress_cap))
         return self.nodes[start:]
 
     def call(self, node: Node, method: str, *args: Any) -> Any:
@@ -83,7 +84,7 @@ class BenchCluster:
         return transfer, time.perf_counter() - started
 
     def peak_rss(self, nodes: list[Node]) -> float:
-        return max(self.call(node, "ping")["peak_rss_mib"] for node in nodes)
+        return max(self.call(node, "ping").peak_rss_mib for node in nodes)
 
     def memory_now(self, nodes: list[Node]) -> dict[str, float]:
         """The largest private and object-store-mapped resident memory among `nodes` now.
@@ -93,8 +94,8 @@ class BenchCluster:
         """
         pings = [self.call(node, "ping") for node in nodes]
         return {
-            "private_mib": max(p.get("rss_anon_mib", 0.0) for p in pings),
-            "object_store_mapped_mib": max(p.get("rss_shmem_mib", 0.0) for p in pings),
+            "private_mib": max(p.rss_anon_mib for p in pings),
+            "object_store_mapped_mib": max(p.rss_shmem_mib for p in pings),
         }
 
     def remove(self, nodes: list[Node], name: str) -> None:
@@ -153,7 +154,7 @@ def bench_broadcast(*, size: int, nodes: list[int], cap: int) -> list[dict[str, 
             targets = members[1 : n + 1]
             tree, seconds = cluster.cast(source=source, file_name=name, targets=targets, fan_out=1)
             ok = tree.status == Transfer.Status.COMPLETED and all(
-                sha256_file(Path(t.storage_root) / name) == info["sha256"] for t in targets
+                sha256_file(Path(t.storage_root) / name) == info.sha256 for t in targets
             )
             peak = cluster.peak_rss([source, *targets])
             cluster.remove(targets, name)
@@ -195,7 +196,7 @@ def bench_modes(*, size: int, targets: int = 1) -> list[dict[str, Any]]:
         for mode in ("tcp", "udp", "object_store"):
             transfer, seconds = cluster.cast(source=source, file_name=name, targets=members[1:], mode=mode)
             ok = transfer.status == Transfer.Status.COMPLETED and all(
-                sha256_file(Path(t.storage_root) / name) == info["sha256"] for t in members[1:]
+                sha256_file(Path(t.storage_root) / name) == info.sha256 for t in members[1:]
             )
             mb_s = size / seconds / 1e6
             tcp_mb_s = tcp_mb_s or mb_s
@@ -348,7 +349,7 @@ def bench_unicast(*, sizes: list[int], repeat: int = 1) -> list[dict[str, Any]]:
                 refs.append(unicast_reference(path, cluster.root / "reference.out"))
                 transfer, seconds = cluster.cast(source=source, file_name=name, targets=[target])
                 ok = ok and transfer.status == Transfer.Status.COMPLETED
-                ok = ok and sha256_file(Path(target.storage_root) / name) == info["sha256"]
+                ok = ok and sha256_file(Path(target.storage_root) / name) == info.sha256
                 ours.append(seconds)
                 cluster.remove([target], name)
             seconds, reference = min(ours), min(refs)
