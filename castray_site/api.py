@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from rest_framework import permissions, status
-from rest_framework.exceptions import APIException
+from rest_framework import permissions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BaseRenderer
@@ -73,11 +72,3 @@ class AnyAcceptNegotiation(DefaultContentNegotiation):
             return super().select_renderer(request, renderers, format_suffix)
         except Exception:  # noqa: BLE001 - NotAcceptable: fall back to JSON for errors
             return renderers[0], renderers[0].media_type
-
-
-class Conflict(APIException):
-    """The request is valid but the resource's state does not allow it now."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "the resource's current state does not allow this"
-    default_code = "conflict"

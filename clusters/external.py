@@ -17,17 +17,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from castray_site.errors import Conflict
 from clusters import discovery, services, state
 from clusters.models import Cluster, ClusterOperation
 from clusters.permissions import IsStaff, StatusReader
 
 TAG = ["clusters"]
-
-
-def api_error(exc: services.OperationError) -> exceptions.APIException:
-    error = exceptions.APIException({exc.field: [exc.message]})
-    error.status_code = exc.status
-    return error
 
 
 def external_nodes(cluster: Cluster) -> dict[str, dict[str, object]]:
@@ -106,12 +101,7 @@ class ConnectView(APIView):
             raise exceptions.ValidationError(
                 {"cluster_address": ["give the Ray cluster's GCS address as host:port, e.g. 10.0.0.5:6379"]}
             )
-        try:
-            op = services.operation_request(
-                kind=ClusterOperation.Kind.CONNECT, address=address, requested_by=request.user
-            )
-        except services.OperationError as exc:
-            raise api_error(exc) from None
+        op = services.operation_request(kind=ClusterOperation.Kind.CONNECT, address=address, requested_by=request.user)
         return Response(
             {
                 "success": True,
@@ -135,17 +125,10 @@ class DisconnectView(APIView):
         active = services.cluster_active()
         configured = services.cluster_configured()
         if active.pk == configured.pk:
-            raise api_error(
-                services.OperationError(
-                    "cluster",
-                    f"CastRay already runs on its configured cluster ({configured.name}); nothing to disconnect",
-                    status=409,
-                )
+            raise Conflict(
+                "cluster", f"CastRay already runs on its configured cluster ({configured.name}); nothing to disconnect"
             )
-        try:
-            op = services.operation_request(kind=ClusterOperation.Kind.DISCONNECT, requested_by=request.user)
-        except services.OperationError as exc:
-            raise api_error(exc) from None
+        op = services.operation_request(kind=ClusterOperation.Kind.DISCONNECT, requested_by=request.user)
         return Response(
             {
                 "success": True,
@@ -191,13 +174,10 @@ class AdoptView(APIView):
         cluster = services.cluster_active()
         alive = [r for r in cluster.ray_nodes if r.get("alive")]
         if not alive:
-            raise api_error(
-                services.OperationError(
-                    "cluster",
-                    f"no live Ray node is recorded for {cluster.name} ({cluster.status}); "
-                    "the worker records them once it is connected",
-                    status=409,
-                )
+            raise Conflict(
+                "cluster",
+                f"no live Ray node is recorded for {cluster.name} ({cluster.status}); "
+                "the worker records them once it is connected",
             )
         made = services.nodes_adopt(cluster=cluster)
         return Response(

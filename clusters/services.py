@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from castray_site.errors import DomainError
 from clusters.discovery import Found
 from clusters.models import (
     Cluster,
@@ -30,14 +31,8 @@ from transfers.services import publish_transfer
 ADDRESS_RE = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
 
 
-class OperationError(ValueError):
-    """A cluster operation that cannot be recorded; `field` names what to fix, `status` the HTTP code."""
-
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
+class OperationError(DomainError):
+    """A cluster operation (switch, file request, configuration change) that cannot be recorded."""
 
 
 def cluster_active() -> Cluster:

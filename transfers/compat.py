@@ -29,7 +29,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from castray_site import health as health_module
-from castray_site.api import Conflict, IsStaff, StatusReader
+from castray_site.api import IsStaff, StatusReader
+from castray_site.errors import Conflict
 from dataplane.generator import CONTENT_TYPES, PRESETS, format_size
 from nodes.auto_transfer import auto_transfer_flags, auto_transfer_set
 from nodes.edit_services import node_register, node_remove
@@ -92,7 +93,7 @@ class NodesView(APIView):
         serializer.is_valid(raise_exception=True)
         name = serializer.validated_data["node_id"]
         if Node.objects.filter(name=name).exists():
-            raise Conflict({"node_id": [f"a node named {name} already exists"]})
+            raise Conflict("node_id", f"a node named {name} already exists")
         node = node_register(name=name, port=serializer.validated_data.get("port") or None)
         return Response(
             {"success": True, "message": f"node {node.name} created; the worker starts it", "node_id": node.name}

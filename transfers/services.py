@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, Subquery
 from django.utils import timezone
 
+from castray_site.errors import DomainError
 from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import STATUS_GROUP, TargetState, TransferEvent, publish, transfer_group
@@ -21,13 +22,8 @@ from transfers.models import Delivery, Message, Target, Transfer
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-class CastError(ValueError):
-    """A cast request that cannot be carried out; `field` names what to fix."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+class CastError(DomainError):
+    """A cast or message request that cannot be carried out; `field` names what to fix."""
 
 
 def publish_transfer(transfer: Transfer) -> None:
