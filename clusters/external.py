@@ -18,9 +18,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from castray_site.errors import Conflict
+from castray_site.permissions import IsStaff, StatusReader
 from clusters import discovery, services, state
 from clusters.models import Cluster, ClusterOperation
-from clusters.permissions import IsStaff, StatusReader
 
 TAG = ["clusters"]
 

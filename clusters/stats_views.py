@@ -14,10 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from castray_site.permissions import StaffWritesStatusReads, StatusReader
 from clusters import services, state
 from clusters.config_serializers import ConfigureSerializer, DemoSerializer
 from clusters.models import RuntimeConfig
-from clusters.permissions import StaffWritesStatusReads, StatusReader
 
 TAG = ["clusters"]
 

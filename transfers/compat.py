@@ -29,8 +29,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from castray_site import health as health_module
-from castray_site.api import IsStaff, StatusReader
 from castray_site.errors import Conflict
+from castray_site.permissions import IsStaff, StatusReader
 from dataplane.generator import CONTENT_TYPES, PRESETS, format_size
 from nodes.auto_transfer import auto_transfer_flags, auto_transfer_set
 from nodes.edit_services import node_register, node_remove
