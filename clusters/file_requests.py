@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from castray_site.errors import Conflict
+from castray_site.lib import iso
 from clusters import services
 from clusters.models import NodeFileRequest
 from nodes.models import Node
@@ -39,7 +40,7 @@ def entry(request: NodeFileRequest) -> dict[str, Any]:
         "result": request.result,
         "error": request.error,
         "created_at": request.created_at.isoformat(),
-        "finished_at": request.finished_at.isoformat() if request.finished_at else None,
+        "finished_at": iso(request.finished_at),
         "url": f"/api/cluster/file-requests/{request.pk}",
     }
     if request.op == NodeFileRequest.Op.FETCH and request.status == NodeFileRequest.Status.DONE:

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from castray_site.lib import iso
 from castray_site.permissions import StaffWritesStatusReads, StatusReader
 from clusters import services, state
 from clusters.config_serializers import ConfigureSerializer, DemoSerializer
@@ -38,7 +39,7 @@ class RayDashboardView(APIView):
                 "ray_nodes": state.ray_nodes(cluster),
                 "totals": state.totals(cluster),
                 "castray_nodes": state.castray_nodes(),
-                "updated_at": cluster.worker_seen.isoformat() if cluster.worker_seen else None,
+                "updated_at": iso(cluster.worker_seen),
             }
         )
 
@@ -76,7 +77,7 @@ def _config_body(config: RuntimeConfig | None, message: str = "") -> dict[str, A
         "success": True,
         "config": services.runtime_config_effective(config),
         "recorded": recorded,
-        "updated_at": config.updated_at.isoformat() if config else None,
+        "updated_at": iso(config.updated_at) if config else None,
     }
     if message:
         body["message"] = message

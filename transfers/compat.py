@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 
 from castray_site import health as health_module
 from castray_site.errors import Conflict
+from castray_site.lib import unix_seconds
 from castray_site.permissions import IsStaff, StatusReader
 from dataplane.generator import CONTENT_TYPES, PRESETS, format_size
 from nodes.auto_transfer import auto_transfer_flags, auto_transfer_set
@@ -147,10 +148,6 @@ class SendView(APIView):
         )
 
 
-def _timestamp(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment else None
-
-
 class NodeMessagesView(APIView):
     """GET /api/nodes/{node_id}/messages?count=50: the node's recent messages, newest first."""
 
@@ -180,7 +177,7 @@ class NodeMessagesView(APIView):
                 "sender": node.name,
                 "recipients": [d.node.name for d in m.deliveries.all()],
                 "status": m.status,
-                "timestamp": _timestamp(m.created_at),
+                "timestamp": unix_seconds(m.created_at),
             }
             for m in sent
         ] + [
@@ -193,8 +190,8 @@ class NodeMessagesView(APIView):
                 "sender": d.message.sender.name,
                 "recipients": [node.name],
                 "status": d.status,
-                "timestamp": _timestamp(d.message.created_at),
-                "delivered_at": _timestamp(d.delivered_at),
+                "timestamp": unix_seconds(d.message.created_at),
+                "delivered_at": unix_seconds(d.delivered_at),
             }
             for d in received
         ]
