@@ -24,9 +24,8 @@ from clusters.models import (
 )
 from nodes.models import Node
 from nodes.services import node_create, node_mark
-from transfers.events import STATUS_GROUP, ClusterEvent, publish
+from transfers.events import publish_cluster, publish_transfer
 from transfers.models import Message, Target, Transfer
-from transfers.services import publish_transfer
 
 ADDRESS_RE = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
 
@@ -68,13 +67,7 @@ def cluster_record(
             fields.append("connected_at")
     cluster.save(update_fields=fields)
     if changed:
-        event: ClusterEvent = {
-            "type": "cluster.update",
-            "cluster": cluster.pk,
-            "status": status,
-            "last_error": cluster.last_error,
-        }
-        publish([STATUS_GROUP], event)
+        publish_cluster(cluster)
     return cluster
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from castray_site.errors import DomainError
 from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
-from transfers.events import STATUS_GROUP, TargetState, TransferEvent, publish, transfer_group
+from transfers.events import publish_transfer
 from transfers.models import Delivery, Message, Target, Transfer
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -24,29 +24,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 class CastError(DomainError):
     """A cast or message request that cannot be carried out; `field` names what to fix."""
-
-
-def publish_transfer(transfer: Transfer) -> None:
-    targets: list[TargetState] = [
-        {
-            "id": t.pk,
-            "node": t.node.name,
-            "status": t.status,
-            "bytes_done": t.bytes_done,
-            "rate": t.rate,
-            "error": t.error,
-        }
-        for t in transfer.targets.select_related("node")
-    ]
-    event: TransferEvent = {
-        "type": "transfer.update",
-        "transfer": transfer.pk,
-        "status": transfer.status,
-        "size": transfer.size,
-        "error": transfer.error,
-        "targets": targets,
-    }
-    publish([STATUS_GROUP, transfer_group(transfer.pk)], event)
 
 
 def resolve_targets(

@@ -15,40 +15,10 @@ from django.utils import timezone
 from castray_site.lib import iso, unix_seconds
 from clusters.models import Cluster
 from nodes.models import Node
-from transfers.events import NodeEvent, TargetState, TransferEvent
+from transfers.events import target_states
 from transfers.models import Delivery, Message, Target, Transfer
 
 ACTIVE_TRANSFERS_SHOWN = 50
-
-
-def target_states(targets: list[Target]) -> list[TargetState]:
-    return [
-        {
-            "id": t.pk,
-            "node": t.node.name,
-            "status": t.status,
-            "bytes_done": t.bytes_done,
-            "rate": t.rate,
-            "error": t.error,
-        }
-        for t in targets
-    ]
-
-
-def transfer_event(transfer: Transfer) -> TransferEvent:
-    """The `transfer.update` event for a transfer's current row (what services publish)."""
-    return {
-        "type": "transfer.update",
-        "transfer": transfer.pk,
-        "status": transfer.status,
-        "size": transfer.size,
-        "error": transfer.error,
-        "targets": target_states(list(transfer.targets.select_related("node"))),
-    }
-
-
-def node_event(node: Node) -> NodeEvent:
-    return {"type": "node.update", "node": node.pk, "name": node.name, "status": node.status, "enabled": node.enabled}
 
 
 def cluster_state(cluster: Cluster | None) -> dict[str, Any] | None:
