@@ -19,9 +19,8 @@ from rest_framework.serializers import BaseSerializer
 
 from castray_site.errors import Conflict
 from transfers.models import Delivery, Message, Target, Transfer
-from transfers.retry_services import transfer_retry
 from transfers.serializers import MessageSerializer, TargetDetailSerializer, TransferSerializer
-from transfers.services import message_create, transfer_cancel, transfer_create
+from transfers.services import message_create, transfer_cancel, transfer_create, transfer_retry
 
 
 class UtcDateTimeField(IsoDateTimeField):
