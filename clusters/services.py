@@ -353,11 +353,6 @@ CONFIG_SETTINGS = {
 }
 
 
-def runtime_config() -> RuntimeConfig:
-    config, _ = RuntimeConfig.objects.get_or_create(pk=1)
-    return config
-
-
 def runtime_config_effective(config: RuntimeConfig | None = None) -> dict[str, Any]:
     """Each setting's value now: the recorded one, or the CASTRAY_* default."""
     config = config or RuntimeConfig.objects.filter(pk=1).first()
