@@ -1,4 +1,4 @@
-"""Ray cluster stats and run-time configuration: /api/ray-dashboard, /ray/stats, /ray/configure, /api/demo.
+"""Ray cluster stats and run-time configuration: /ray/stats, /ray/configure, /api/demo.
 
 All of them read or write database rows; the worker records what Ray reports every
 heartbeat and applies recorded configuration within one, so no request waits on Ray.
@@ -21,27 +21,6 @@ from clusters.config_serializers import ConfigureSerializer, DemoSerializer
 from clusters.models import RuntimeConfig
 
 TAG = ["clusters"]
-
-
-class RayDashboardView(APIView):
-    """GET /api/ray-dashboard: the cluster summary external dashboards read."""
-
-    permission_classes = [StatusReader]
-
-    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
-    def get(self, request: Request) -> Response:
-        cluster = services.cluster_active()
-        return Response(
-            {
-                "success": True,
-                "cluster": state.cluster_summary(cluster),
-                "dashboard_url": cluster.dashboard_url or None,
-                "ray_nodes": state.ray_nodes(cluster),
-                "totals": state.totals(cluster),
-                "castray_nodes": state.castray_nodes(),
-                "updated_at": iso(cluster.worker_seen),
-            }
-        )
 
 
 class RayStatsView(APIView):

@@ -1,15 +1,8 @@
-"""The earlier CastRay's cluster endpoints (/api/cluster/*, /api/nodes/external), adoption and operations.
-
-They keep the old paths and field names (COMPAT.md) and never call Ray: discovery reads
-Ray's files and knocks on loopback ports; connect and disconnect record a `ClusterOperation`
-the worker carries out (202 Accepted, then GET /api/cluster/operations/<id>); the node
-lists read what the worker recorded.
-"""
+"""The earlier CastRay's cluster endpoints: /api/cluster/*-external, /api/nodes/external, /api/ray-dashboard."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -18,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from castray_site.errors import Conflict
+from castray_site.lib import iso
 from castray_site.permissions import IsStaff, StatusReader
 from clusters import discovery, services, state
 from clusters.models import Cluster, ClusterOperation
@@ -142,49 +136,22 @@ class DisconnectView(APIView):
         )
 
 
-class OperationListView(APIView):
-    """GET /api/cluster/operations: the 50 latest cluster switches and their results."""
+class RayDashboardView(APIView):
+    """GET /api/ray-dashboard: the cluster summary external dashboards read."""
 
     permission_classes = [StatusReader]
 
-    @extend_schema(tags=TAG, operation_id="cluster_operations_list", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        ops = ClusterOperation.objects.select_related("source", "target", "requested_by")[:50]
-        return Response({"operations": [state.operation_entry(op) for op in ops]})
-
-
-class OperationView(APIView):
-    """GET /api/cluster/operations/<id>: one switch: pending, running, succeeded or failed, and why."""
-
-    permission_classes = [StatusReader]
-
-    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
-    def get(self, request: Request, pk: int) -> Response:
-        op = get_object_or_404(ClusterOperation.objects.select_related("source", "target", "requested_by"), pk=pk)
-        return Response(state.operation_entry(op))
-
-
-class AdoptView(APIView):
-    """POST /api/cluster/adopt-ray-nodes: one CastRay node, pinned to it, for every Ray node without one."""
-
-    permission_classes = [IsStaff]
-
-    @extend_schema(tags=TAG, request=None, responses={201: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
-    def post(self, request: Request) -> Response:
         cluster = services.cluster_active()
-        alive = [r for r in cluster.ray_nodes if r.get("alive")]
-        if not alive:
-            raise Conflict(
-                "cluster",
-                f"no live Ray node is recorded for {cluster.name} ({cluster.status}); "
-                "the worker records them once it is connected",
-            )
-        made = services.nodes_adopt(cluster=cluster)
         return Response(
             {
                 "success": True,
-                "message": f"adopted {len(made)} of {len(alive)} live Ray node(s); the others already had a node",
-                "nodes": [{"name": n.name, "ray_node_id": n.ray_node_id} for n in made],
-            },
-            status=status.HTTP_201_CREATED,
+                "cluster": state.cluster_summary(cluster),
+                "dashboard_url": cluster.dashboard_url or None,
+                "ray_nodes": state.ray_nodes(cluster),
+                "totals": state.totals(cluster),
+                "castray_nodes": state.castray_nodes(),
+                "updated_at": iso(cluster.worker_seen),
+            }
         )
