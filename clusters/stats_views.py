@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from castray_site.lib import iso
 from castray_site.permissions import StaffWritesStatusReads, StatusReader
-from clusters import services, state
+from clusters import selectors, services
 from clusters.config_serializers import ConfigureSerializer, DemoSerializer
 from clusters.models import RuntimeConfig
 
@@ -34,18 +34,18 @@ class RayStatsView(APIView):
         stats = cluster.stats or {}
         per_node = stats.get("nodes", {})
         nodes = []
-        for entry in state.ray_nodes(cluster):
+        for entry in selectors.ray_nodes(cluster):
             nodes.append({**entry, "usage": per_node.get(entry["id"], {})})
         return Response(
             {
-                "cluster": state.cluster_summary(cluster),
+                "cluster": selectors.cluster_summary(cluster),
                 "dashboard_url": cluster.dashboard_url or None,
                 "resources": {"total": cluster.resources, "available": cluster.available_resources},
                 "nodes": nodes,
                 "actors": stats.get("actors", {}),
                 "object_store": stats.get("object_store", {}),
                 "collected_at": stats.get("collected_at"),
-                "totals": state.totals(cluster),
+                "totals": selectors.totals(cluster),
             }
         )
 

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from castray_site.errors import Conflict
 from castray_site.permissions import IsStaff, StatusReader
-from clusters import services, state
+from clusters import selectors, services
 from clusters.models import Cluster, ClusterOperation
 from clusters.serializers import ClusterSerializer
 
@@ -37,7 +37,7 @@ class OperationListView(APIView):
     @extend_schema(tags=TAG, operation_id="cluster_operations_list", responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
         ops = ClusterOperation.objects.select_related("source", "target", "requested_by")[:50]
-        return Response({"operations": [state.operation_entry(op) for op in ops]})
+        return Response({"operations": [selectors.operation_entry(op) for op in ops]})
 
 
 class OperationView(APIView):
@@ -48,7 +48,7 @@ class OperationView(APIView):
     @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request: Request, pk: int) -> Response:
         op = get_object_or_404(ClusterOperation.objects.select_related("source", "target", "requested_by"), pk=pk)
-        return Response(state.operation_entry(op))
+        return Response(selectors.operation_entry(op))
 
 
 class AdoptView(APIView):

@@ -27,7 +27,7 @@ from transfers.events import (
     transfer_group,
 )
 from transfers.models import Transfer
-from transfers.snapshot import status_snapshot
+from transfers.selectors import status_snapshot
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404

@@ -18,7 +18,7 @@ What clients receive (transfers/consumers.py):
   `node.update` events as they are.
 
 `/ws` also repeats `status_update` every `STATUS_REFRESH_SECONDS` (the old feed was periodic).
-The status snapshot has the shape of the old `GET /api/status` (transfers/snapshot.py).
+The status snapshot has the shape of the old `GET /api/status` (transfers/selectors.py).
 """
 
 from __future__ import annotations

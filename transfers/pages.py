@@ -28,8 +28,8 @@ from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
+from transfers.selectors import status_snapshot
 from transfers.services import CastError, transfer_cancel, transfer_create, transfer_retry
-from transfers.snapshot import status_snapshot
 from transfers.templatetags.castray import size as filesize
 from transfers.tree_layout import TreePicture, layout
 

@@ -13,14 +13,14 @@ from rest_framework.views import APIView
 from castray_site.errors import Conflict
 from castray_site.lib import iso
 from castray_site.permissions import IsStaff, StatusReader
-from clusters import discovery, services, state
+from clusters import discovery, selectors, services
 from clusters.models import Cluster, ClusterOperation
 
 TAG = ["clusters"]
 
 
 def external_nodes(cluster: Cluster) -> dict[str, dict[str, object]]:
-    return {entry["id"]: entry for entry in state.ray_nodes(cluster)}
+    return {entry["id"]: entry for entry in selectors.ray_nodes(cluster)}
 
 
 class DiscoverView(APIView):
@@ -33,7 +33,7 @@ class DiscoverView(APIView):
         found = discovery.discover(settings.CASTRAY_RAY_TEMP_DIRS, settings.CASTRAY_DASHBOARD_PORTS)
         rows = services.discovered_record(found=found)
         active = services.cluster_active()
-        alive = [state.discovered_entry(r, active) for r in rows if r.alive]
+        alive = [selectors.discovered_entry(r, active) for r in rows if r.alive]
         where = ", ".join(settings.CASTRAY_RAY_TEMP_DIRS)
         return Response(
             {
@@ -41,7 +41,7 @@ class DiscoverView(APIView):
                 "message": f"found {len(alive)} running Ray cluster(s) on this host (session files in {where})",
                 "discovered_clusters": alive,
                 "stale_sessions": len(rows) - len(alive),
-                "connected_cluster": state.cluster_summary(active),
+                "connected_cluster": selectors.cluster_summary(active),
                 "external_nodes": external_nodes(active),
             }
         )
@@ -61,9 +61,9 @@ class ExternalInfoView(APIView):
                 # Connected to a Ray cluster CastRay did not start (RAY_ADDRESS or connect-external).
                 "is_connected": active.status == Cluster.Status.CONNECTED
                 and bool(active.address or settings.RAY_ADDRESS),
-                "connected_cluster": state.cluster_summary(active),
+                "connected_cluster": selectors.cluster_summary(active),
                 "external_nodes": external_nodes(active),
-                "last_operation": state.operation_entry(last) if last else None,
+                "last_operation": selectors.operation_entry(last) if last else None,
             }
         )
 
@@ -75,7 +75,7 @@ class ExternalNodesView(APIView):
 
     @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        nodes = state.ray_nodes(services.cluster_active())
+        nodes = selectors.ray_nodes(services.cluster_active())
         return Response({"success": True, "external_nodes": nodes, "count": len(nodes)})
 
 
@@ -103,7 +103,7 @@ class ConnectView(APIView):
                     f"recorded: the worker moves CastRay to the Ray cluster at {op.address}; "
                     f"follow GET /api/cluster/operations/{op.pk} for the result"
                 ),
-                "operation": state.operation_entry(op),
+                "operation": selectors.operation_entry(op),
             },
             status=status.HTTP_202_ACCEPTED,
         )
@@ -130,7 +130,7 @@ class DisconnectView(APIView):
                     f"recorded: the worker leaves {active.name} (left running) and returns to {configured.name}; "
                     f"follow GET /api/cluster/operations/{op.pk} for the result"
                 ),
-                "operation": state.operation_entry(op),
+                "operation": selectors.operation_entry(op),
             },
             status=status.HTTP_202_ACCEPTED,
         )
@@ -147,11 +147,11 @@ class RayDashboardView(APIView):
         return Response(
             {
                 "success": True,
-                "cluster": state.cluster_summary(cluster),
+                "cluster": selectors.cluster_summary(cluster),
                 "dashboard_url": cluster.dashboard_url or None,
-                "ray_nodes": state.ray_nodes(cluster),
-                "totals": state.totals(cluster),
-                "castray_nodes": state.castray_nodes(),
+                "ray_nodes": selectors.ray_nodes(cluster),
+                "totals": selectors.totals(cluster),
+                "castray_nodes": selectors.castray_nodes(),
                 "updated_at": iso(cluster.worker_seen),
             }
         )

@@ -16,7 +16,7 @@ from castray_site import health as health_module
 from castray_site.compat.serializers import TAG
 from castray_site.permissions import StatusReader
 from nodes.auto_transfer import auto_transfer_flags
-from transfers.snapshot import status_snapshot
+from transfers.selectors import status_snapshot
 
 
 def _status() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 `status_snapshot()` is the body of the earlier CastRay's `GET /api/status` (and of the
 `status_update` messages on `/ws`), plus what the dashboard needs: the active cluster and the
 active casts. It runs a fixed number of queries whatever the number of nodes and transfers.
+Reads that several views share live here, as writes live in services/.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Reads of what the worker recorded about Ray, in the shapes the cluster endpoints answer with.
 
 Nothing here calls Ray: the worker writes `Cluster.ray_nodes`, `resources` and `stats` every
-heartbeat, and these functions only format them.
+heartbeat, and these functions only format them. Reads that several views share live here, as
+writes live in services/.
 """
 
 from __future__ import annotations
@@ -51,10 +52,16 @@ def ray_node_entry(row: dict[str, Any], cluster: Cluster, hosted: dict[str, list
     }
 
 
-def ray_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+def nodes_by_ray_node() -> dict[str, list[str]]:
+    """Ray node id -> names of the CastRay nodes pinned to it."""
     hosted: dict[str, list[str]] = {}
     for name, rid in Node.objects.exclude(ray_node_id="").values_list("name", "ray_node_id"):
         hosted.setdefault(rid, []).append(name)
+    return hosted
+
+
+def ray_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+    hosted = nodes_by_ray_node()
     return [ray_node_entry(row, cluster, hosted) for row in cluster.ray_nodes]
 
 
