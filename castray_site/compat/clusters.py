@@ -23,6 +23,18 @@ def external_nodes(cluster: Cluster) -> dict[str, dict[str, object]]:
     return {entry["id"]: entry for entry in selectors.ray_nodes(cluster)}
 
 
+def recorded(op: ClusterOperation, what: str) -> Response:
+    """202: the switch is recorded; the worker carries it out and the operation tells how it went."""
+    return Response(
+        {
+            "success": True,
+            "message": f"recorded: {what}; follow GET /api/cluster/operations/{op.pk} for the result",
+            "operation": selectors.operation_entry(op),
+        },
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
 class DiscoverView(APIView):
     """POST /api/cluster/discover-external: find Ray clusters running on this host and record them."""
 
@@ -96,17 +108,7 @@ class ConnectView(APIView):
                 {"cluster_address": ["give the Ray cluster's GCS address as host:port, e.g. 10.0.0.5:6379"]}
             )
         op = services.operation_request(kind=ClusterOperation.Kind.CONNECT, address=address, requested_by=request.user)
-        return Response(
-            {
-                "success": True,
-                "message": (
-                    f"recorded: the worker moves CastRay to the Ray cluster at {op.address}; "
-                    f"follow GET /api/cluster/operations/{op.pk} for the result"
-                ),
-                "operation": selectors.operation_entry(op),
-            },
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return recorded(op, f"the worker moves CastRay to the Ray cluster at {op.address}")
 
 
 class DisconnectView(APIView):
@@ -123,17 +125,7 @@ class DisconnectView(APIView):
                 "cluster", f"CastRay already runs on its configured cluster ({configured.name}); nothing to disconnect"
             )
         op = services.operation_request(kind=ClusterOperation.Kind.DISCONNECT, requested_by=request.user)
-        return Response(
-            {
-                "success": True,
-                "message": (
-                    f"recorded: the worker leaves {active.name} (left running) and returns to {configured.name}; "
-                    f"follow GET /api/cluster/operations/{op.pk} for the result"
-                ),
-                "operation": selectors.operation_entry(op),
-            },
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return recorded(op, f"the worker leaves {active.name} (left running) and returns to {configured.name}")
 
 
 class RayDashboardView(APIView):
