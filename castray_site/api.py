@@ -1,49 +1,15 @@
-"""Pieces every API view shares: who may do what, throttling, pagination, content negotiation."""
+"""Pieces every API view shares: throttling, pagination, content negotiation (permissions: permissions.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.conf import settings
-from rest_framework import permissions, status
-from rest_framework.exceptions import APIException
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
-
-if TYPE_CHECKING:
-    # Only for types: DRF imports this module (throttles, pagination) while defining APIView.
-    from rest_framework.views import APIView
-
-
-class StaffWritesOrReadOnly(permissions.BasePermission):
-    """Authenticated users read; only staff create or change."""
-
-    message = "only staff may change this; ask an operator"
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return False
-        return request.method in permissions.SAFE_METHODS or request.user.is_staff
-
-
-class IsStaff(permissions.BasePermission):
-    message = "only staff may do this; ask an operator"
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
-
-class StatusReader(permissions.BasePermission):
-    """Authenticated users; anyone when CASTRAY_ANONYMOUS_STATUS opens status on a trusted network."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if settings.CASTRAY_ANONYMOUS_STATUS and request.method in permissions.SAFE_METHODS:
-            return True
-        return bool(request.user and request.user.is_authenticated)
 
 
 # DRF's throttles read their rates once, when the class is defined; these read them per request,
@@ -73,11 +39,3 @@ class AnyAcceptNegotiation(DefaultContentNegotiation):
             return super().select_renderer(request, renderers, format_suffix)
         except Exception:  # noqa: BLE001 - NotAcceptable: fall back to JSON for errors
             return renderers[0], renderers[0].media_type
-
-
-class Conflict(APIException):
-    """The request is valid but the resource's state does not allow it now."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "the resource's current state does not allow this"
-    default_code = "conflict"

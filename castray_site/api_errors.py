@@ -1,7 +1,7 @@
 """Every API error is JSON with a `message` a person can act on, plus the field details.
 
-DRF's own errors, the domain's (`CastError`, a Django `ValidationError` from `full_clean`, an
-unsafe file name) and Django's 400/404/500 pages for API paths all come out as
+DRF's own errors, the domain's (every `DomainError`, a Django `ValidationError` from `full_clean`,
+an unsafe file name) and Django's 400/404/500 pages for API paths all come out as
 `{"success": false, "message": "<field>: <what to fix>", "errors": {...}}`.
 """
 
@@ -16,6 +16,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from castray_site.errors import DomainError
 from dataplane.storage import UnsafePath
 
 
@@ -34,13 +35,10 @@ def _first_message(data: Any, path: str = "") -> str:
 
 def _as_drf(exc: Exception) -> Exception:
     """Domain errors raised below the views become DRF errors with the field they concern."""
-    # Late imports: these import models, and this module is loaded with the settings.
-    from nodes.files import StorageError
-    from transfers.services import CastError
-
-    if isinstance(exc, CastError | StorageError):
-        error = exceptions.APIException({exc.field: [exc.message]})
-        error.status_code = getattr(exc, "status", 400)
+    if isinstance(exc, DomainError):
+        # Without a field the message stands alone, as DRF's own `detail` does.
+        error = exceptions.APIException({exc.field: [exc.message]} if exc.field else exc.message)
+        error.status_code = exc.status
         return error
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):

@@ -213,7 +213,7 @@ CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
 # On a trusted network, dashboards may read /api/status and /health details without a login.
 CASTRAY_ANONYMOUS_STATUS = env_bool("CASTRAY_ANONYMOUS_STATUS", False)
 # Freeze long-lived objects out of the garbage collector after the first requests
-# (castray_site/gc_tuning.py): gen-2 pauses otherwise dominate the API's p99.
+# (castray_site/lib/gc_tuning.py): gen-2 pauses otherwise dominate the API's p99.
 CASTRAY_GC_FREEZE = env_bool("CASTRAY_GC_FREEZE", True)
 
 
@@ -292,7 +292,7 @@ CASTRAY_LOG_FORMAT = env_str("CASTRAY_LOG_FORMAT", "plain").strip().lower()
 if CASTRAY_LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured("CASTRAY_LOG_FORMAT must be plain or json")
 if CASTRAY_LOG_FORMAT == "json":
-    LOGGING["formatters"]["json"] = {"()": "clusters.logformat.JsonFormatter"}
+    LOGGING["formatters"]["json"] = {"()": "castray_site.lib.logformat.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
     for _name in ("django", "daphne"):
         LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}

@@ -10,10 +10,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api-auth/", include("rest_framework.urls")),
-    # Before the compatibility routes: /api/nodes/external is the cluster app's, not a node id.
     path("", include("clusters.urls")),
-    # The earlier CastRay's paths, including /health (COMPAT.md).
-    path("", include("transfers.compat_urls")),
+    # The earlier CastRay's paths, including /health and the old cluster endpoints (COMPAT.md).
+    path("", include("castray_site.compat.urls")),
     path("", include("castray_site.page_urls")),
 ]
 

@@ -21,8 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from castray_site.errors import Conflict
+from castray_site.lib import iso
 from clusters import services
-from clusters.external import api_error
 from clusters.models import NodeFileRequest
 from nodes.models import Node
 
@@ -39,7 +40,7 @@ def entry(request: NodeFileRequest) -> dict[str, Any]:
         "result": request.result,
         "error": request.error,
         "created_at": request.created_at.isoformat(),
-        "finished_at": request.finished_at.isoformat() if request.finished_at else None,
+        "finished_at": iso(request.finished_at),
         "url": f"/api/cluster/file-requests/{request.pk}",
     }
     if request.op == NodeFileRequest.Op.FETCH and request.status == NodeFileRequest.Status.DONE:
@@ -76,12 +77,9 @@ class FileRequestsView(APIView):
         op = str(data.get("op", ""))
         if op == NodeFileRequest.Op.DELETE and not request.user.is_staff:
             raise exceptions.PermissionDenied("only staff may delete files; ask an operator")
-        try:
-            record = services.file_request_create(
-                node=node, op=op, name=str(data.get("name", "")), requested_by=request.user
-            )
-        except services.OperationError as exc:
-            raise api_error(exc) from None
+        record = services.file_request_create(
+            node=node, op=op, name=str(data.get("name", "")), requested_by=request.user
+        )
         return Response(entry(record), status=status.HTTP_202_ACCEPTED)
 
 
@@ -102,17 +100,12 @@ class FileRequestDownloadView(APIView):
         if record.status == NodeFileRequest.Status.EXPIRED:
             raise exceptions.NotFound("the fetched copy has expired; fetch the file again")
         if record.status != NodeFileRequest.Status.DONE:
-            detail = record.error or f"the request is {record.status}; try again when it is done"
-            error = exceptions.APIException({"status": [detail]})
-            error.status_code = status.HTTP_409_CONFLICT
-            raise error
+            raise Conflict("status", record.error or f"the request is {record.status}; try again when it is done")
         path = Path(record.spool_path)
         if not path.is_file():
-            error = exceptions.APIException(
-                {"status": [f"the worker {record.worker_id} spooled it where this server cannot read it ({path})"]}
+            raise Conflict(
+                "status", f"the worker {record.worker_id} spooled it where this server cannot read it ({path})"
             )
-            error.status_code = status.HTTP_409_CONFLICT
-            raise error
         response = FileResponse(open(path, "rb"), as_attachment=True, filename=Path(record.name).name)  # noqa: SIM115
         response["X-Content-SHA256"] = record.result.get("sha256", "")
         return response

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from clusters.models import Cluster
-from nodes.models import Node
+from clusters.selectors import nodes_by_ray_node
 
 
 @login_required
@@ -15,9 +15,7 @@ def cluster_page(request: HttpRequest) -> HttpResponse:
     clusters = list(Cluster.objects.all())
     active = next((c for c in clusters if c.active), None)
     resources = sorted((active.resources or {}).items()) if active else []
-    placed: dict[str, list[str]] = {}
-    for ray_node_id, name in Node.objects.exclude(ray_node_id="").values_list("ray_node_id", "name"):
-        placed.setdefault(ray_node_id, []).append(name)
+    placed = nodes_by_ray_node()
     ray_nodes = [
         {**n, "castray_nodes": ", ".join(placed.get(n.get("node_id") or "", []))}
         for n in (active.ray_nodes if active else [])

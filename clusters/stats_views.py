@@ -1,4 +1,4 @@
-"""Ray cluster stats and run-time configuration: /api/ray-dashboard, /ray/stats, /ray/configure, /api/demo.
+"""Ray cluster stats and run-time configuration: /ray/stats, /ray/configure, /api/demo.
 
 All of them read or write database rows; the worker records what Ray reports every
 heartbeat and applies recorded configuration within one, so no request waits on Ray.
@@ -14,33 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clusters import services, state
+from castray_site.lib import iso
+from castray_site.permissions import StaffWritesStatusReads, StatusReader
+from clusters import selectors, services
 from clusters.config_serializers import ConfigureSerializer, DemoSerializer
 from clusters.models import RuntimeConfig
-from clusters.permissions import StaffWritesStatusReads, StatusReader
 
 TAG = ["clusters"]
-
-
-class RayDashboardView(APIView):
-    """GET /api/ray-dashboard: the cluster summary external dashboards read."""
-
-    permission_classes = [StatusReader]
-
-    @extend_schema(tags=TAG, responses={200: OpenApiTypes.OBJECT})
-    def get(self, request: Request) -> Response:
-        cluster = services.cluster_active()
-        return Response(
-            {
-                "success": True,
-                "cluster": state.cluster_summary(cluster),
-                "dashboard_url": cluster.dashboard_url or None,
-                "ray_nodes": state.ray_nodes(cluster),
-                "totals": state.totals(cluster),
-                "castray_nodes": state.castray_nodes(),
-                "updated_at": cluster.worker_seen.isoformat() if cluster.worker_seen else None,
-            }
-        )
 
 
 class RayStatsView(APIView):
@@ -54,18 +34,18 @@ class RayStatsView(APIView):
         stats = cluster.stats or {}
         per_node = stats.get("nodes", {})
         nodes = []
-        for entry in state.ray_nodes(cluster):
+        for entry in selectors.ray_nodes(cluster):
             nodes.append({**entry, "usage": per_node.get(entry["id"], {})})
         return Response(
             {
-                "cluster": state.cluster_summary(cluster),
+                "cluster": selectors.cluster_summary(cluster),
                 "dashboard_url": cluster.dashboard_url or None,
                 "resources": {"total": cluster.resources, "available": cluster.available_resources},
                 "nodes": nodes,
                 "actors": stats.get("actors", {}),
                 "object_store": stats.get("object_store", {}),
                 "collected_at": stats.get("collected_at"),
-                "totals": state.totals(cluster),
+                "totals": selectors.totals(cluster),
             }
         )
 
@@ -76,7 +56,7 @@ def _config_body(config: RuntimeConfig | None, message: str = "") -> dict[str, A
         "success": True,
         "config": services.runtime_config_effective(config),
         "recorded": recorded,
-        "updated_at": config.updated_at.isoformat() if config else None,
+        "updated_at": iso(config.updated_at) if config else None,
     }
     if message:
         body["message"] = message

@@ -10,21 +10,10 @@ from django.db.models import ProtectedError
 
 from nodes.models import Node, NodeGroup
 from nodes.services import node_create, node_set_enabled
-from transfers.events import STATUS_GROUP, NodeEvent, node_group, publish
+from transfers.events import publish_node
 
 # What an operator may change on an existing node (its name is its identity).
 NODE_EDITABLE = ("ray_node_id", "storage_dir", "requested_port", "egress_cap", "ingress_cap", "max_concurrent")
-
-
-def _publish(node: Node, status: str | None = None) -> None:
-    event: NodeEvent = {
-        "type": "node.update",
-        "node": node.pk,
-        "name": node.name,
-        "status": status or node.status,
-        "enabled": node.enabled,
-    }
-    publish([STATUS_GROUP, node_group(node.pk)], event)
 
 
 @transaction.atomic
@@ -57,7 +46,7 @@ def node_update(*, node: Node, **fields: Any) -> Node:
         setattr(node, field, value)
     node.full_clean()
     node.save(update_fields=[*fields, "updated_at"])
-    _publish(node)
+    publish_node(node)
     return node
 
 
@@ -83,7 +72,7 @@ def node_remove(*, node: Node) -> bool:
         node_set_enabled(node=node, enabled=False)
         return False
     node.pk = pk
-    _publish(node, status="deleted")
+    publish_node(node, status="deleted")
     return True
 
 

@@ -20,11 +20,11 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from castray_site.api import AnyAcceptNegotiation, IsStaff
+from castray_site.api import AnyAcceptNegotiation
+from castray_site.permissions import ReadOrStaffDeletes
 from dataplane.generator import CONTENT_TYPES, PRESETS
 from dataplane.storage import resolve_in
 from nodes.file_services import file_delete, file_generate, file_place
@@ -129,13 +129,6 @@ class NodeFilesView(GenericAPIView):
             for handler in handlers:
                 handler.cleanup()
         return Response(FileInfoSerializer(file_payload(request, node, info)).data, status=status.HTTP_201_CREATED)
-
-
-class ReadOrStaffDeletes(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if request.method == "DELETE":
-            return IsStaff().has_permission(request, view)
-        return IsAuthenticated().has_permission(request, view)
 
 
 _RANGE = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")

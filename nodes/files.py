@@ -11,21 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from castray_site.errors import DomainError
 from dataplane.storage import META_DIR, PART_SUFFIX, ManifestCache, UnsafePath, resolve_in
 from nodes.models import Node
 
 
-class StorageError(Exception):
-    """A file operation that cannot be done; `status` is the HTTP status the API answers with."""
-
-    status = 400
-
-    def __init__(self, field: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        if status is not None:
-            self.status = status
+class StorageError(DomainError):
+    """A file operation on a node's storage that cannot be done."""
 
 
 class NotOnThisHost(StorageError):

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from nodes.files import StorageError, list_files, local_root
 from nodes.models import Node
 from transfers.models import Delivery, Transfer
-from transfers.snapshot import status_snapshot
+from transfers.selectors import status_snapshot
 
 RECENT_SHOWN = 20
 

@@ -9,18 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from nodes.models import Node
-from transfers.events import STATUS_GROUP, NodeEvent, node_group, publish
-
-
-def _publish(node: Node) -> None:
-    event: NodeEvent = {
-        "type": "node.update",
-        "node": node.pk,
-        "name": node.name,
-        "status": node.status,
-        "enabled": node.enabled,
-    }
-    publish([STATUS_GROUP, node_group(node.pk)], event)
+from transfers.events import publish_node
 
 
 @transaction.atomic
@@ -30,7 +19,7 @@ def node_create(
     node = Node(name=name, enabled=enabled, ray_node_id=ray_node_id, storage_dir=storage_dir, requested_port=port)
     node.full_clean()
     node.save()
-    _publish(node)
+    publish_node(node)
     return node
 
 
@@ -41,7 +30,7 @@ def node_set_enabled(*, node: Node, enabled: bool) -> Node:
         node.status = Node.Status.OFFLINE
         node.status_detail = "disabled by an operator"
     node.save(update_fields=["enabled", "status", "status_detail", "updated_at"])
-    _publish(node)
+    publish_node(node)
     return node
 
 
@@ -70,7 +59,7 @@ def node_record_heartbeat(*, node: Node, info: dict[str, Any], seen: datetime | 
         ]
     )
     if changed:
-        _publish(node)
+        publish_node(node)
     return node
 
 
@@ -81,5 +70,5 @@ def node_mark(*, node: Node, status: str, detail: str) -> Node:
     node.status = status
     node.status_detail = detail[:2000]
     node.save(update_fields=["status", "status_detail", "updated_at"])
-    _publish(node)
+    publish_node(node)
     return node

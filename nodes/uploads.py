@@ -16,9 +16,8 @@ from typing import IO, Any
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
-from rest_framework import status
-from rest_framework.exceptions import APIException
 
+from castray_site.errors import DomainError
 from dataplane.storage import Digester, Manifest
 from nodes.file_services import staging_path
 
@@ -26,12 +25,11 @@ from nodes.file_services import staging_path
 FORM_OVERHEAD = 64 * 1024
 
 
-class UploadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
+class UploadTooLarge(DomainError):
+    status = 413
 
     def __init__(self, limit: int) -> None:
-        super().__init__({"file": [f"the upload is larger than the limit of {limit} bytes (CASTRAY_MAX_UPLOAD_SIZE)"]})
+        super().__init__("file", f"the upload is larger than the limit of {limit} bytes (CASTRAY_MAX_UPLOAD_SIZE)")
 
 
 class StagedUpload(UploadedFile):

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from castray_site.api import StaffWritesOrReadOnly
+from castray_site.permissions import StaffWritesOrReadOnly
 from nodes.edit_services import group_create, group_delete, group_update, node_register, node_update
 from nodes.models import Node, NodeGroup
 from nodes.serializers import NodeGroupSerializer, NodeSerializer, NodeUpdateSerializer

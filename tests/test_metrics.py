@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from clusters.services import cluster_active
 from nodes.models import Node
@@ -78,3 +79,30 @@ def test_label_values_are_escaped() -> None:
     Node.objects.create(name='we"ird', status=Node.Status.ONLINE)
     text = Client().get("/metrics").content.decode()
     assert 'castray_node_up{node="we\\"ird"} 1' in text
+
+
+def test_it_parses_as_prometheus_text() -> None:
+    # Prometheus's own parser reads every family; counters are named without `_total` there.
+    Node.objects.create(name="a", status=Node.Status.ONLINE)
+    cluster = cluster_active()
+    cluster.ray_nodes = [{"node_id": "x", "alive": True}]
+    cluster.save()
+
+    text = Client().get("/metrics").content.decode()
+    families = {family.name: family.type for family in text_string_to_metric_families(text)}
+    assert families == {
+        "castray_transfers": "gauge",
+        "castray_transfers_finished": "counter",
+        "castray_queue_depth": "gauge",
+        "castray_bytes_sent": "counter",
+        "castray_bytes_received": "counter",
+        "castray_bytes_delivered": "counter",
+        "castray_targets": "gauge",
+        "castray_receive_rate_bytes_per_second": "gauge",
+        "castray_nodes": "gauge",
+        "castray_node_up": "gauge",
+        "castray_messages": "gauge",
+        "castray_ray_connected": "gauge",
+        "castray_ray_nodes": "gauge",
+        "castray_ray_object_store_bytes": "gauge",
+    }

@@ -13,8 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from transfers.models import Delivery, Message, Target, Transfer
-from transfers.retry_services import transfer_retry
-from transfers.services import CastError, transfer_cancel
+from transfers.services import CastError, transfer_cancel, transfer_retry
 from transfers.templatetags.castray import rate, seconds, size
 
 

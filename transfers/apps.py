@@ -8,6 +8,6 @@ class TransfersConfig(AppConfig):
 
     def ready(self) -> None:
         if settings.CASTRAY_GC_FREEZE:
-            from castray_site import gc_tuning
+            from castray_site.lib import gc_tuning
 
             gc_tuning.install()

@@ -21,11 +21,13 @@ from transfers.events import (
     StatusUpdateMessage,
     TransferActivity,
     TransferActivityMessage,
+    node_event,
     node_group,
+    transfer_event,
     transfer_group,
 )
 from transfers.models import Transfer
-from transfers.snapshot import node_event, status_snapshot, transfer_event
+from transfers.selectors import status_snapshot
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404

@@ -1,4 +1,5 @@
-"""The live-event contract: every event CastRay publishes, and the one helper that sends them.
+"""The live-event contract: every event CastRay publishes, the one place that builds each
+payload from its row, and the one helper that sends them.
 
 The database is the truth; these only notify. Events go out after the transaction commits,
 to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is throttled here
@@ -17,7 +18,7 @@ What clients receive (transfers/consumers.py):
   `node.update` events as they are.
 
 `/ws` also repeats `status_update` every `STATUS_REFRESH_SECONDS` (the old feed was periodic).
-The status snapshot has the shape of the old `GET /api/status` (transfers/snapshot.py).
+The status snapshot has the shape of the old `GET /api/status` (transfers/selectors.py).
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+if TYPE_CHECKING:
+    # Types only: the builders read attributes, and models import services that import this.
+    from clusters.models import Cluster
+    from nodes.models import Node
+    from transfers.models import Target, Transfer
 
 log = logging.getLogger("castray.events")
 
@@ -80,6 +88,48 @@ class ClusterEvent(TypedDict):
 
 
 Event = TransferEvent | NodeEvent | ClusterEvent
+
+
+# --- payloads, built from the rows (services publish these; consumers send them on connect) ---
+def target_states(targets: Iterable[Target]) -> list[TargetState]:
+    return [
+        {
+            "id": t.pk,
+            "node": t.node.name,
+            "status": t.status,
+            "bytes_done": t.bytes_done,
+            "rate": t.rate,
+            "error": t.error,
+        }
+        for t in targets
+    ]
+
+
+def transfer_event(transfer: Transfer) -> TransferEvent:
+    """The `transfer.update` event for a transfer's current row."""
+    return {
+        "type": "transfer.update",
+        "transfer": transfer.pk,
+        "status": transfer.status,
+        "size": transfer.size,
+        "error": transfer.error,
+        "targets": target_states(transfer.targets.select_related("node")),
+    }
+
+
+def node_event(node: Node, status: str | None = None) -> NodeEvent:
+    """The `node.update` event; `status` overrides the row's (a deleted node has no row to read)."""
+    return {
+        "type": "node.update",
+        "node": node.pk,
+        "name": node.name,
+        "status": status or node.status,
+        "enabled": node.enabled,
+    }
+
+
+def cluster_event(cluster: Cluster) -> ClusterEvent:
+    return {"type": "cluster.update", "cluster": cluster.pk, "status": cluster.status, "last_error": cluster.last_error}
 
 
 # --- what `/ws` sends to clients ---------------------------------------------------------------
@@ -146,3 +196,15 @@ def publish(groups: list[str], event: Event) -> None:
                 log.warning("could not publish %s to %s", event["type"], group, exc_info=True)
 
     transaction.on_commit(send)
+
+
+def publish_transfer(transfer: Transfer) -> None:
+    publish([STATUS_GROUP, transfer_group(transfer.pk)], transfer_event(transfer))
+
+
+def publish_node(node: Node, status: str | None = None) -> None:
+    publish([STATUS_GROUP, node_group(node.pk)], node_event(node, status))
+
+
+def publish_cluster(cluster: Cluster) -> None:
+    publish([STATUS_GROUP], cluster_event(cluster))

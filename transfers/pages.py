@@ -7,7 +7,7 @@ come over the WebSockets of transfers/consumers.py.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from castray_site.lib import iso
 from clusters.models import Cluster
 from dataplane.storage import Digester
 from nodes.file_services import check_room, file_generate, file_place, staging_path
@@ -27,9 +28,8 @@ from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
-from transfers.retry_services import transfer_retry
-from transfers.services import CastError, transfer_cancel, transfer_create
-from transfers.snapshot import status_snapshot
+from transfers.selectors import status_snapshot
+from transfers.services import CastError, transfer_cancel, transfer_create, transfer_retry
 from transfers.templatetags.castray import size as filesize
 from transfers.tree_layout import TreePicture, layout
 
@@ -179,10 +179,6 @@ def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int 
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def _picture(transfer: Transfer, targets: list[Target]) -> TreePicture | None:
     return layout(transfer.tree or {}, {t.node.name: t.status for t in targets})
 
@@ -195,8 +191,8 @@ def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
         "id": transfer.pk,
         "status": transfer.status,
         "size": transfer.size,
-        "started_at": _iso(transfer.started_at),
-        "finished_at": _iso(transfer.finished_at),
+        "started_at": iso(transfer.started_at),
+        "finished_at": iso(transfer.finished_at),
         "duration": transfer.duration,
         "rate": transfer.rate,
         "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],

@@ -17,11 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from castray_site.api import Conflict
+from castray_site.errors import Conflict
 from transfers.models import Delivery, Message, Target, Transfer
-from transfers.retry_services import transfer_retry
 from transfers.serializers import MessageSerializer, TargetDetailSerializer, TransferSerializer
-from transfers.services import message_create, transfer_cancel, transfer_create
+from transfers.services import message_create, transfer_cancel, transfer_create, transfer_retry
 
 
 class UtcDateTimeField(IsoDateTimeField):
@@ -96,7 +95,9 @@ class TransferViewSet(
             raise PermissionDenied("only the user who started this cast, or staff, may cancel it")
         if not transfer_cancel(transfer=transfer):
             transfer.refresh_from_db(fields=["status"])
-            raise Conflict(f"transfer #{transfer.pk} already finished ({transfer.status}); there is nothing to cancel")
+            raise Conflict(
+                "", f"transfer #{transfer.pk} already finished ({transfer.status}); there is nothing to cancel"
+            )
         return Response(self.get_serializer(transfers_for_api().get(pk=transfer.pk)).data)
 
     @extend_schema(request=None, responses={201: TransferSerializer})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from dataplane.generator import CONTENT_TYPES, PRESETS
@@ -13,6 +14,12 @@ from nodes.files import source_file_problem
 from nodes.models import node_name_validator
 from nodes.serializers import GroupNameField, NodeNameField, SizeField
 from transfers.models import Message, Transfer
+
+# The OpenAPI tag of the old endpoints, and their common answer.
+TAG = ["compatibility"]
+Result = inline_serializer(
+    "CompatResult", fields={"success": serializers.BooleanField(), "message": serializers.CharField()}
+)
 
 
 def _clean_file_name(value: str) -> str:

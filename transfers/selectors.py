@@ -3,61 +3,23 @@
 `status_snapshot()` is the body of the earlier CastRay's `GET /api/status` (and of the
 `status_update` messages on `/ws`), plus what the dashboard needs: the active cluster and the
 active casts. It runs a fixed number of queries whatever the number of nodes and transfers.
+Reads that several views share live here, as writes live in services/.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from castray_site.lib import iso, unix_seconds
 from clusters.models import Cluster
 from nodes.models import Node
-from transfers.events import NodeEvent, TargetState, TransferEvent
+from transfers.events import target_states
 from transfers.models import Delivery, Message, Target, Transfer
 
 ACTIVE_TRANSFERS_SHOWN = 50
-
-
-def _timestamp(moment: datetime | None) -> float | None:
-    # The old API gave Unix seconds (it used time.time()).
-    return moment.timestamp() if moment else None
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def target_states(targets: list[Target]) -> list[TargetState]:
-    return [
-        {
-            "id": t.pk,
-            "node": t.node.name,
-            "status": t.status,
-            "bytes_done": t.bytes_done,
-            "rate": t.rate,
-            "error": t.error,
-        }
-        for t in targets
-    ]
-
-
-def transfer_event(transfer: Transfer) -> TransferEvent:
-    """The `transfer.update` event for a transfer's current row (what services publish)."""
-    return {
-        "type": "transfer.update",
-        "transfer": transfer.pk,
-        "status": transfer.status,
-        "size": transfer.size,
-        "error": transfer.error,
-        "targets": target_states(list(transfer.targets.select_related("node"))),
-    }
-
-
-def node_event(node: Node) -> NodeEvent:
-    return {"type": "node.update", "node": node.pk, "name": node.name, "status": node.status, "enabled": node.enabled}
 
 
 def cluster_state(cluster: Cluster | None) -> dict[str, Any] | None:
@@ -72,8 +34,8 @@ def cluster_state(cluster: Cluster | None) -> dict[str, Any] | None:
         "ray_version": cluster.ray_version,
         "dashboard_url": cluster.dashboard_url,
         "worker_id": cluster.worker_id,
-        "worker_seen": _iso(cluster.worker_seen),
-        "connected_at": _iso(cluster.connected_at),
+        "worker_seen": iso(cluster.worker_seen),
+        "connected_at": iso(cluster.connected_at),
     }
 
 
@@ -89,8 +51,8 @@ def _transfer_summary(transfer: Transfer) -> dict[str, Any]:
         "cast_type": transfer.cast_type,
         "mode": transfer.mode,
         "size": transfer.size,
-        "created_at": _iso(transfer.created_at),
-        "started_at": _iso(transfer.started_at),
+        "created_at": iso(transfer.created_at),
+        "started_at": iso(transfer.started_at),
         "progress": done / whole if whole else 0.0,
         "targets": target_states(targets),
     }
@@ -146,7 +108,7 @@ def status_snapshot() -> dict[str, Any]:
                 "is_running": node.enabled and node.status == Node.Status.ONLINE,
                 "received_count": messages_received.get(node.pk, 0),
                 "sent_count": messages_sent.get(node.pk, 0),
-                "last_activity": _timestamp(node.last_heartbeat),
+                "last_activity": unix_seconds(node.last_heartbeat),
                 "file_transfer_stats": {
                     "total_transfers": count(sent, node.pk, "total") + count(received, node.pk, "total"),
                     "successful_transfers": count(sent, node.pk, "ok") + count(received, node.pk, "ok"),

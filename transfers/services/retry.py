@@ -6,7 +6,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from transfers.models import Transfer
-from transfers.services import CastError, transfer_create
+from transfers.services.casts import transfer_create
+from transfers.services.targets import CastError
 
 
 class NotFinished(CastError):

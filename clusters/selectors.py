@@ -1,24 +1,21 @@
 """Reads of what the worker recorded about Ray, in the shapes the cluster endpoints answer with.
 
 Nothing here calls Ray: the worker writes `Cluster.ray_nodes`, `resources` and `stats` every
-heartbeat, and these functions only format them.
+heartbeat, and these functions only format them. Reads that several views share live here, as
+writes live in services/.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 
+from castray_site.lib import iso
 from clusters.discovery import local_addresses
 from clusters.models import Cluster, ClusterOperation, DiscoveredCluster
 from nodes.models import Node
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def cluster_summary(cluster: Cluster) -> dict[str, Any]:
@@ -31,9 +28,9 @@ def cluster_summary(cluster: Cluster) -> dict[str, Any]:
         "external": cluster.external,
         "ray_version": cluster.ray_version,
         "dashboard_url": cluster.dashboard_url,
-        "connected_at": _iso(cluster.connected_at),
+        "connected_at": iso(cluster.connected_at),
         "worker_id": cluster.worker_id,
-        "worker_seen": _iso(cluster.worker_seen),
+        "worker_seen": iso(cluster.worker_seen),
     }
 
 
@@ -47,7 +44,7 @@ def ray_node_entry(row: dict[str, Any], cluster: Cluster, hosted: dict[str, list
         "alive": bool(row.get("alive")),
         "type": "head" if row.get("is_head") else "worker",
         "cluster_source": cluster.name,
-        "last_seen": _iso(cluster.worker_seen) if row.get("alive") else None,
+        "last_seen": iso(cluster.worker_seen) if row.get("alive") else None,
         "resources": row.get("resources", {}),
         "labels": row.get("labels", {}),
         "death_reason": row.get("death_reason", ""),
@@ -55,10 +52,16 @@ def ray_node_entry(row: dict[str, Any], cluster: Cluster, hosted: dict[str, list
     }
 
 
-def ray_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+def nodes_by_ray_node() -> dict[str, list[str]]:
+    """Ray node id -> names of the CastRay nodes pinned to it."""
     hosted: dict[str, list[str]] = {}
     for name, rid in Node.objects.exclude(ray_node_id="").values_list("name", "ray_node_id"):
         hosted.setdefault(rid, []).append(name)
+    return hosted
+
+
+def ray_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+    hosted = nodes_by_ray_node()
     return [ray_node_entry(row, cluster, hosted) for row in cluster.ray_nodes]
 
 
@@ -72,7 +75,7 @@ def castray_nodes() -> list[dict[str, Any]]:
             "ray_node_id": n.ray_node_id,
             "address": n.address,
             "port": n.port,
-            "last_heartbeat": _iso(n.last_heartbeat),
+            "last_heartbeat": iso(n.last_heartbeat),
         }
         for n in Node.objects.all()
     ]
@@ -107,9 +110,9 @@ def operation_entry(op: ClusterOperation) -> dict[str, Any]:
         "requeued": op.requeued,
         "requested_by": op.requested_by.get_username() if op.requested_by_id and op.requested_by else None,
         "worker_id": op.worker_id,
-        "created_at": _iso(op.created_at),
-        "started_at": _iso(op.started_at),
-        "finished_at": _iso(op.finished_at),
+        "created_at": iso(op.created_at),
+        "started_at": iso(op.started_at),
+        "finished_at": iso(op.finished_at),
         "url": f"/api/cluster/operations/{op.pk}",
     }
 
@@ -138,7 +141,7 @@ def discovered_entry(row: DiscoveredCluster, active: Cluster) -> dict[str, Any]:
         "dashboard_url": row.dashboard_url,
         "sources": row.sources,
         "started_by_pid": row.started_by_pid,
-        "last_seen": _iso(row.last_seen),
+        "last_seen": iso(row.last_seen),
         # Only the connected cluster's nodes are known (the worker records them).
         "nodes": len([r for r in active.ray_nodes if r.get("alive")]) if current else None,
         "resources": active.resources if current else None,
