@@ -1,4 +1,4 @@
-"""The earlier CastRay's endpoints (../shared/COMPAT.md), answered from CastRay's models.
+"""The earlier CastRay's endpoints (docs/compatibility.md), answered from CastRay's models.
 
 Same paths and the field names old clients read. Two differences, both documented in the
 README: every endpoint needs a login or an API token (CASTRAY_ANONYMOUS_STATUS opens
