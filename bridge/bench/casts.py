@@ -1,7 +1,7 @@
 """Benchmarks of casting through the whole system: broadcast, modes and messages.
 
 Each runs real rows, a worker of its own (scoped to the nodes it makes), real actors, real
-sockets and real files, and measures its reference in the same run (see ../shared/BENCH.md).
+sockets and real files, and measures its reference in the same run (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
