@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "corsheaders",
     "clusters",
     "nodes",
@@ -164,6 +165,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CastRay API",
     "DESCRIPTION": "Distribute files and messages across the nodes of a Ray cluster.",
     "VERSION": "1.0.0",
+    # The docs' JavaScript and CSS come from drf-spectacular-sidecar's static files, not a CDN:
+    # CastRay often runs on networks without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CASTRAY_CORS_ORIGINS", [])

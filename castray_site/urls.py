@@ -2,13 +2,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("castray_site.api_urls", namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # ReDoc without its Google Fonts links (templates/castray/redoc.html).
+    path(
+        "api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="castray/redoc.html"), name="redoc"
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path("", include("clusters.urls")),
     # The earlier CastRay's paths, including /health and the old cluster endpoints (COMPAT.md).
