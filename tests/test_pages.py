@@ -290,3 +290,57 @@ def test_numbers_are_formatted_for_people() -> None:
     assert ago(timezone.now() - timedelta(seconds=3)) == "3 s ago"
     assert ago(timezone.now() - timedelta(hours=2, minutes=5)) == "2 h ago"
     assert ago(None) == "never"
+
+
+def test_a_refused_cast_form_creates_no_file_and_no_cast(browser: Client, nodes: list[Node]) -> None:
+    # Everything is checked before the file is generated or stored: a bad name at the
+    # targets must not leave a file behind that makes the corrected form fail "already exists".
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    root = Path(nodes[0].storage_root)
+
+    def files() -> list[str]:  # every file, staging included
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    base = {"source": "node_1", "target_choice": "all", "mode": "tcp", "fan_out": "0", "priority": "0"}
+    generate = {**base, "file_source": "generate", "gen_size": "1KB", "gen_content": "text", "gen_name": "new.bin"}
+    for fields in (
+        {**generate, "dest_name": "../elsewhere.bin"},
+        {**generate, "target_choice": "group"},  # no group chosen
+        {**base, "file_source": "upload", "upload": SimpleUploadedFile("up.bin", b"data"), "dest_name": "/abs"},
+    ):
+        response = browser.post("/cast/", fields)
+        assert response.status_code == 200, fields
+        assert b"errorlist" in response.content, fields
+    assert files() == ["hello.txt"]
+    assert not Transfer.objects.exists()
+
+    # Corrected, the same form goes through.
+    response = browser.post("/cast/", {**generate, "dest_name": "elsewhere.bin"})
+    assert response.status_code == 302
+    assert (root / "new.bin").stat().st_size == 1024
+    assert Transfer.objects.get().dest_name == "elsewhere.bin"
+
+
+def test_generating_over_an_existing_name_needs_the_overwrite_box(browser: Client, nodes: list[Node]) -> None:
+    taken = {
+        "source": "node_1",
+        "target_choice": "all",
+        "mode": "tcp",
+        "fan_out": "0",
+        "priority": "0",
+        "file_source": "generate",
+        "gen_size": "3",
+        "gen_content": "text",
+        "gen_name": "hello.txt",
+    }
+    response = browser.post("/cast/", taken)
+    text = response.content.decode()
+    assert "hello.txt already exists" in text and 'name="overwrite"' in text
+    assert (Path(nodes[0].storage_root) / "hello.txt").read_text() == "hello"
+    assert not Transfer.objects.exists()
+
+    response = browser.post("/cast/", {**taken, "overwrite": "on"})
+    assert response.status_code == 302
+    assert (Path(nodes[0].storage_root) / "hello.txt").stat().st_size == 3
+    assert Transfer.objects.get().file_name == "hello.txt"

@@ -7,12 +7,15 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.utils import timezone
 
 from castray_site.env import parse_size
 from dataplane.generator import CONTENT_TYPES
-from dataplane.storage import UnsafePath, clean_name
+from dataplane.storage import UnsafePath, clean_name, resolve_in
+from nodes.files import StorageError, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Transfer
+from transfers.services import CastError, resolve_targets
 
 FILE_SOURCES = [("existing", "A file in its storage"), ("upload", "Upload a file"), ("generate", "Generate a file")]
 TARGET_CHOICES = [("nodes", "Chosen nodes"), ("group", "A group"), ("all", "All online nodes")]
@@ -34,6 +37,7 @@ class CastForm(forms.Form):
         choices=[(c, c) for c in CONTENT_TYPES], initial="random", required=False, label="Content"
     )
     gen_name = forms.CharField(required=False, max_length=200, label="Name", help_text="Empty: a name from the size.")
+    overwrite = forms.BooleanField(required=False, label="Replace a file of that name")
     target_choice = forms.ChoiceField(choices=TARGET_CHOICES, initial="nodes", widget=forms.RadioSelect)
     targets = forms.ModelMultipleChoiceField(
         queryset=Node.objects.enabled(),
@@ -81,9 +85,62 @@ class CastForm(forms.Form):
                     data[field] = clean_name(data[field])
                 except UnsafePath as exc:
                     self.add_error(field, str(exc))
+        if data.get("dest_name"):
+            try:
+                data["dest_name"] = clean_name(data["dest_name"])
+            except UnsafePath as exc:
+                self.add_error("dest_name", str(exc))
         choice = data.get("target_choice")
         if choice == "nodes" and not data.get("targets"):
             self.add_error("targets", "tick at least one target node")
         if choice == "group" and not data.get("group"):
             self.add_error("group", "choose a group")
+        # Everything the cast needs is checked before a file is generated or stored, so a
+        # refused form leaves nothing behind (a second try would otherwise find the name taken).
+        source = data.get("source")
+        if source is not None and not self.errors:
+            try:
+                resolve_targets(source=source, **self.chosen_targets())
+            except CastError as exc:
+                self.add_error(_TARGET_FIELDS.get(exc.field, "targets"), exc.message)
+        if source is not None and how in ("generate", "upload") and not self.errors:
+            data["new_name"] = self._new_name(data)
+            self._check_name_free(source, data["new_name"], "gen_name" if how == "generate" else "upload")
         return data
+
+    def chosen_targets(self) -> dict[str, Any]:
+        """The form's target choice as resolve_targets and transfer_create take it."""
+        data = self.cleaned_data
+        choice = data.get("target_choice")
+        return {
+            "targets": list(data.get("targets") or []) if choice == "nodes" else None,
+            "group": data.get("group") if choice == "group" else None,
+            "broadcast": choice == "all",
+        }
+
+    @staticmethod
+    def _new_name(data: dict[str, Any]) -> str:
+        if data["file_source"] == "upload":
+            # Browsers send a bare name; anything with directories keeps only its last part.
+            return (data["upload"].name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+        stamp = f"{timezone.now():%Y%m%d-%H%M%S}"
+        return data["gen_name"] or f"generated-{data['gen_content']}-{data['gen_size']}-{stamp}.bin"
+
+    def _check_name_free(self, source: Node, name: str, field: str) -> None:
+        try:
+            path = resolve_in(local_root(source), name)
+        except StorageError:
+            return  # storage on another host: storing the file reports that
+        except UnsafePath as exc:
+            self.add_error(field, str(exc))
+            return
+        if path.is_dir():
+            self.add_error(field, f"{name} is a directory in {source.name}'s storage; choose another name")
+        elif path.exists() and not self.cleaned_data.get("overwrite"):
+            self.add_error(
+                field, f"{name} already exists in {source.name}'s storage; tick “Replace” or choose another name"
+            )
+
+
+# Where resolve_targets names what to fix, the form's field for it.
+_TARGET_FIELDS = {"targets": "targets", "group": "group", "broadcast": "target_choice"}

@@ -76,7 +76,7 @@ _FILE_FIELDS = {
 }
 
 
-def _store_upload(node: Node, upload: UploadedFile) -> FileInfo:
+def _store_upload(node: Node, upload: UploadedFile, name: str, *, overwrite: bool) -> FileInfo:
     """Stage the uploaded file inside the node's storage, then give it its name (file_place)."""
     root = local_root(node)
     check_room(root, upload.size or 0, field="upload")
@@ -89,25 +89,25 @@ def _store_upload(node: Node, upload: UploadedFile) -> FileInfo:
                 digester.update(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        # Browsers send a bare name; anything with directories keeps only its last part.
-        name = (upload.name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
-        return file_place(root=root, name=name, staged=staged, manifest=digester.manifest())
+        return file_place(root=root, name=name, staged=staged, manifest=digester.manifest(), overwrite=overwrite)
     finally:
         staged.unlink(missing_ok=True)
 
 
 def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
-    """Return the name of the file to cast, generating or storing it first if asked."""
+    """Return the name of the file to cast, generating or storing it first if asked.
+
+    Runs only once the whole form is valid (CastForm.clean checked the targets and the name).
+    """
     data = form.cleaned_data
     source: Node = data["source"]
     how = data["file_source"]
     if how == "existing":
         return data["file_name"]
     if how == "upload":
-        return _store_upload(source, data["upload"]).name
-    size = data["gen_size"]
-    name = data["gen_name"] or f"generated-{data['gen_content']}-{size}-{timezone.now():%Y%m%d-%H%M%S}.bin"
-    info = file_generate(node=source, name=name, size=size, content=data["gen_content"])
+        return _store_upload(source, data["upload"], data["new_name"], overwrite=data["overwrite"]).name
+    size, content = data["gen_size"], data["gen_content"]
+    info = file_generate(node=source, name=data["new_name"], size=size, content=content, overwrite=data["overwrite"])
     messages.info(request, f"Generated {info.name} ({filesize(info.size)}) on {source.name}.")
     return info.name
 
@@ -127,13 +127,10 @@ def cast(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             file_name = _file_for_cast(request, form)
-            choice = data["target_choice"]
             transfer = transfer_create(
                 source=data["source"],
                 file_name=file_name,
-                targets=list(data["targets"]) if choice == "nodes" else None,
-                group=data["group"] if choice == "group" else None,
-                broadcast=choice == "all",
+                **form.chosen_targets(),
                 requested_by=request.user,
                 mode=data["mode"],
                 priority=data["priority"] or 0,

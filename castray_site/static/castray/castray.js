@@ -322,9 +322,10 @@
     const fileSelect = $("#id_file_name");
     function showChosen() {
       for (const block of $$(".when", form)) {
-        const [name, value] = block.dataset.when.split("=");
+        // data-when="field=a|b": shown while the radio `field` has one of those values.
+        const [name, values] = block.dataset.when.split("=");
         const checked = $(`input[name="${name}"]:checked`, form);
-        block.hidden = !checked || checked.value !== value;
+        block.hidden = !checked || !values.split("|").includes(checked.value);
       }
     }
     function followSource() {
