@@ -4,7 +4,8 @@ Browsers on CastRay's own pages authenticate with the session cookie. Dashboards
 from another origin (listed in CASTRAY_CORS_ORIGINS) must present an API token, either as
 `?token=<key>` or as a `Sec-WebSocket-Protocol` value `castray.token.<key>`; from those
 origins the session cookie is ignored, so a page elsewhere cannot ride on a user's login.
-Any other origin is refused before the consumer runs. A client that sends no Origin is
+Any other origin is refused before the consumer runs (an HTTP 403 on the handshake; the
+consumers refuse later, with close codes 4401/4404). A client that sends no Origin is
 not a browser (a script): it needs a token or a session like anyone else.
 """
 

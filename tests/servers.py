@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,19 +73,42 @@ def castray_up(tmp_path: Path, **extra_env: str) -> Iterator[RunningServer]:
     """Start the server (worker inside) on a free port; stop it and its node actors after."""
     import ray
 
+    env = {
+        # Attach to the session's Ray rather than starting a second one.
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "CASTRAY_RAY_SHIP_CODE": "0",
+        "CASTRAY_WORKER_IN_PROCESS": "1",
+        "CASTRAY_HEARTBEAT_SECONDS": "0.5",
+        **extra_env,
+    }
+    try:
+        with _castray_up_process(tmp_path, env, until=lambda body: body["ready"]) as server:
+            yield server
+    finally:
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["name"].startswith("castnode:") and str(tmp_path) in _storage_of(actor):
+                ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+
+
+@contextmanager
+def castray_up_without_worker(tmp_path: Path, **extra_env: str) -> Iterator[RunningServer]:
+    """The same server process with no worker and no Ray: HTTP, WebSockets and the database only.
+
+    Ready as soon as /health says it is live (it is never `ready` without a worker).
+    """
+    env = {"CASTRAY_WORKER_IN_PROCESS": "0", **extra_env}
+    with _castray_up_process(tmp_path, env, until=lambda body: body["live"]) as server:
+        yield server
+
+
+@contextmanager
+def _castray_up_process(
+    tmp_path: Path, extra_env: dict[str, str], until: Callable[[dict[str, Any]], bool]
+) -> Iterator[RunningServer]:
+    """`manage.py castray_up` on a free port with its own data directory, until /health says `until`."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(
-        {
-            "CASTRAY_DATA_DIR": str(tmp_path / "data"),
-            # Attach to the session's Ray rather than starting a second one.
-            "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-            "CASTRAY_RAY_SHIP_CODE": "0",
-            "CASTRAY_WORKER_IN_PROCESS": "1",
-            "CASTRAY_HEARTBEAT_SECONDS": "0.5",
-            **extra_env,
-        }
-    )
+    env.update({"CASTRAY_DATA_DIR": str(tmp_path / "data"), **extra_env})
     log_path = tmp_path / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -101,7 +124,7 @@ def castray_up(tmp_path: Path, **extra_env: str) -> Iterator[RunningServer]:
         while time.monotonic() < deadline:
             try:
                 status, body = server.call("GET", "/health")
-                if status == 200 and body["ready"]:
+                if status == 200 and until(body):
                     break
             except (OSError, ValueError):
                 pass
@@ -117,6 +140,3 @@ def castray_up(tmp_path: Path, **extra_env: str) -> Iterator[RunningServer]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if actor["name"].startswith("castnode:") and str(tmp_path) in _storage_of(actor):
-                ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))

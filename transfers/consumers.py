@@ -63,10 +63,16 @@ def _node_state(node_id: int) -> dict[str, Any] | None:
 
 
 class _Authenticated(AsyncJsonWebsocketConsumer):
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with `code`: a close before accepting reaches the client as an
+        HTTP 403 on the handshake, and the documented 4401/4404 would never arrive."""
+        await self.accept(subprotocol=chosen_subprotocol(self.scope))
+        await self.close(code=code)
+
     async def authenticated(self) -> bool:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=UNAUTHENTICATED)
+            await self.refuse(UNAUTHENTICATED)
             return False
         return True
 
@@ -154,7 +160,7 @@ class TransferConsumer(_Authenticated):
         transfer_id = int(self.scope["url_route"]["kwargs"]["transfer_id"])
         state = await _transfer_state(transfer_id)
         if state is None:
-            await self.close(code=NOT_FOUND)
+            await self.refuse(NOT_FOUND)
             return
         await self.accept_and_join(transfer_group(transfer_id))
         await self.send_json(state)
@@ -172,7 +178,7 @@ class NodeConsumer(_Authenticated):
         node_id = int(self.scope["url_route"]["kwargs"]["node_id"])
         state = await _node_state(node_id)
         if state is None:
-            await self.close(code=NOT_FOUND)
+            await self.refuse(NOT_FOUND)
             return
         await self.accept_and_join(node_group(node_id))
         await self.send_json(state)
