@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -63,3 +64,14 @@ def test_a_foreign_origin_is_refused_at_the_handshake_with_403(server: RunningSe
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_url(server, f"/ws?token={server.token}"), origin="http://evil.example.com", open_timeout=10)  # type: ignore[arg-type]
     assert refused.value.response.status_code == 403
+
+
+def test_castray_up_prints_the_login_line_last_with_the_dashboard_url(tmp_path: Path) -> None:
+    with castray_up_without_worker(tmp_path) as running:
+        pass
+    lines = [line for line in running.log.read_text().splitlines() if line.strip()]
+    login = next(i for i, line in enumerate(lines) if "admin" in line and "password" in line)
+    serving = next(i for i, line in enumerate(lines) if "serving on" in line)
+    assert login > serving, lines
+    assert f"http://127.0.0.1:{running.port}/ " in lines[login] and "/admin/" not in lines[login], lines[login]
+    assert running.admin_password in lines[login]

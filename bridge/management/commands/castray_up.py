@@ -30,28 +30,28 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        self.ensure_admin()
+        url = f"http://{options['host']}:{options['port']}/"
+        login = self.ensure_admin(url)
         self.ensure_demo_nodes()
         cluster_active()
         if options["setup_only"]:
+            self.stdout.write(login)
             return
-        self.serve(options["host"], options["port"])
+        self.serve(options["host"], options["port"], login)
 
-    def ensure_admin(self) -> None:
+    def ensure_admin(self, url: str) -> str:
+        """Create the admin account on the first run; return the line that tells how to log in."""
         user_model = get_user_model()
         path = settings.DATA_DIR / "admin_password"
         if user_model.objects.filter(is_superuser=True).exists():
-            hint = f"the password is in {path}" if path.exists() else "use your existing password"
-            self.stdout.write(f"Admin account exists; {hint}.")
-            return
+            hint = f"the admin password is in {path}" if path.exists() else "with your existing account"
+            return f"Log in at {url} ({hint})."
         password = secrets.token_urlsafe(12)
         user_model.objects.create_superuser("admin", "", password)
         path.touch(mode=0o600)
         path.write_text(password + "\n")
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Created admin account: log in at /admin/ as 'admin' with password {password} (kept in {path})."
-            )
+        return self.style.SUCCESS(
+            f"Created admin account: log in at {url} as 'admin' with password {password} (kept in {path})."
         )
 
     def ensure_demo_nodes(self) -> None:
@@ -61,7 +61,7 @@ class Command(BaseCommand):
             node_create(name=name)
         self.stdout.write(f"Created demo nodes {', '.join(DEMO_NODES)}.")
 
-    def serve(self, host: str, port: int) -> None:
+    def serve(self, host: str, port: int, login: str) -> None:
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
@@ -76,12 +76,19 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Worker {worker.worker_id} runs inside the server (Ray: {settings.RAY_ADDRESS or 'local'})."
             )
-        self.stdout.write(self.style.SUCCESS(f"CastRay serving on http://{host}:{port}/ (Ctrl-C to stop)"))
+
+        def listening() -> None:
+            # Last, once the port is open, so the login line is not lost above other output.
+            self.stdout.write(self.style.SUCCESS(f"CastRay serving on http://{host}:{port}/ (Ctrl-C to stop)"))
+            self.stdout.write(login)
+            self.stdout.flush()
+
         try:
             Server(
                 application=application,
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 verbosity=1,
+                ready_callable=listening,
             ).run()
         finally:
             if worker is not None:
