@@ -2,6 +2,8 @@
 # Install CastRay's test dependencies into .venv and run the suite twice: on the default
 # settings (SQLite, in-memory channel layer) and on PostgreSQL + Redis. With CI=true the
 # PostgreSQL + Redis run is required; elsewhere it runs when those services answer.
+# Both variants always run (a failure in the first must not hide the second); a summary line
+# per variant ends the output and the exit status is non-zero if either failed.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +15,19 @@ python=${PYTHON:-python3}
 
 pg_url=${CASTRAY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 redis_url=${CASTRAY_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+summary=()
+failed=0
 
-echo "== CastRay tests: default settings (SQLite, in-memory channel layer)"
-env -u DATABASE_URL -u REDIS_URL .venv/bin/python -m pytest "$@"
+default_name="default settings (SQLite, in-memory channel layer)"
+echo "== CastRay tests: $default_name"
+if env -u DATABASE_URL -u REDIS_URL .venv/bin/python -m pytest "$@"; then
+  summary+=("passed   $default_name")
+else
+  summary+=("FAILED   $default_name")
+  failed=1
+fi
 
+pg_name="PostgreSQL ($pg_url) + Redis ($redis_url)"
 if .venv/bin/python - "$pg_url" "$redis_url" <<'PY'
 import sys
 import psycopg
@@ -29,11 +40,20 @@ except Exception as exc:
     sys.exit(1)
 PY
 then
-  echo "== CastRay tests: PostgreSQL ($pg_url) + Redis ($redis_url)"
-  DATABASE_URL=$pg_url REDIS_URL=$redis_url .venv/bin/python -m pytest "$@"
+  echo "== CastRay tests: $pg_name"
+  if DATABASE_URL=$pg_url REDIS_URL=$redis_url .venv/bin/python -m pytest "$@"; then
+    summary+=("passed   $pg_name")
+  else
+    summary+=("FAILED   $pg_name")
+    failed=1
+  fi
 elif [ "${CI:-}" = "true" ]; then
-  echo "FAILED: CI requires the PostgreSQL + Redis variant, and the services did not answer" >&2
-  exit 1
+  summary+=("FAILED   $pg_name: CI requires this variant, and the services did not answer")
+  failed=1
 else
-  echo "NOT RUN: the PostgreSQL + Redis variant (services did not answer; CI=true makes this an error)"
+  summary+=("NOT RUN  $pg_name: the services did not answer (CI=true makes this an error)")
 fi
+
+echo "== Summary"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
