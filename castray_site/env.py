@@ -44,6 +44,27 @@ def parse_size(text: str) -> int:
     return int(float(number) * factor)
 
 
+_BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+
+
+def scaled(value: float, base: int, units: list[str]) -> str:
+    """`value` in the largest of `units` (each `base` times the one before) that it reaches."""
+    index = 0
+    while abs(value) >= base and index < len(units) - 1:
+        value /= base
+        index += 1
+    if index == 0:
+        return f"{int(value)} {units[0]}"
+    # Three significant figures at most: 1.2 GiB, 34.5 MiB, 340 MB/s.
+    text = f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+    return f"{text.removesuffix('.0')} {units[index]}"
+
+
+def format_size(value: float) -> str:
+    """Bytes for people, in units parse_size reads back: 10737418240 -> `10 GiB`."""
+    return scaled(float(value), 1024, _BINARY_UNITS)
+
+
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from castray_site.env import parse_size
+from castray_site.env import format_size, parse_size
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "example": "8MiB"}], "nullable": True})
@@ -29,8 +29,10 @@ class SizeField(serializers.Field):
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
         if value < self.minimum or (self.maximum is not None and value > self.maximum):
-            top = f" and {self.maximum} bytes" if self.maximum is not None else ""
-            raise serializers.ValidationError(f"must be between {self.minimum}{top}; {value} is not")
+            if self.maximum is None:
+                raise serializers.ValidationError(f"must be at least {format_size(self.minimum)}; {value} is not")
+            span = f"{format_size(self.minimum)} and {format_size(self.maximum)}"
+            raise serializers.ValidationError(f"must be between {span}; {format_size(value)} is not")
         return value
 
     def to_representation(self, value: Any) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from castray_site.env import format_size
 from dataplane.generator import CONTENT_TYPES, write_generated
 from dataplane.storage import META_DIR, Manifest, ManifestCache, UnsafePath, clean_name, resolve_in
 from nodes.files import FileInfo, StorageError, file_info, local_root
@@ -73,12 +74,12 @@ def check_room(root: Path, size: int, *, field: str = "size", too_big_status: in
     if size > limit:
         raise StorageError(
             field,
-            f"{size} bytes is more than the limit of {limit} bytes (CASTRAY_MAX_UPLOAD_SIZE)",
+            f"{format_size(size)} is more than the limit of {format_size(limit)} (CASTRAY_MAX_UPLOAD_SIZE)",
             status=too_big_status,
         )
     free = shutil.disk_usage(root).free
     if size > free:
-        raise StorageError(field, f"the node's storage has only {free} bytes free; free some space", status=507)
+        raise StorageError(field, f"the node's storage has only {format_size(free)} free; free some space", status=507)
 
 
 def file_generate(*, node: Node, name: str, size: int, content: str, overwrite: bool = False) -> FileInfo:

@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
 
+from castray_site.env import format_size
 from castray_site.errors import DomainError
 from dataplane.storage import Digester, Manifest
 from nodes.file_services import staging_path
@@ -29,7 +30,8 @@ class UploadTooLarge(DomainError):
     status = 413
 
     def __init__(self, limit: int) -> None:
-        super().__init__("file", f"the upload is larger than the limit of {limit} bytes (CASTRAY_MAX_UPLOAD_SIZE)")
+        limit_text = format_size(limit)
+        super().__init__("file", f"the upload is larger than the limit of {limit_text} (CASTRAY_MAX_UPLOAD_SIZE)")
 
 
 class StagedUpload(UploadedFile):

@@ -248,7 +248,7 @@ def test_configure_records_validated_settings(staff_api: APIClient, api: APIClie
 @pytest.mark.parametrize(
     ("body", "fix"),
     [
-        ({"chunk_size": "1KB"}, "chunk_size: must be between 65536"),
+        ({"chunk_size": "1KB"}, "chunk_size: must be between 64 KiB and 64 MiB"),
         ({"chunk_size": "lots"}, "chunk_size: 'lots' is not a size"),
         ({"default_fan_out": 0}, "default_fan_out"),
         ({"node_concurrency": "x"}, "node_concurrency"),

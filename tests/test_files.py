@@ -93,7 +93,7 @@ def test_an_oversize_upload_gets_413_and_leaves_nothing(api, node, settings) -> 
     assert response.status_code == 413
     body = response.json()
     assert body["success"] is False
-    assert "limit of 100000 bytes" in body["message"]
+    assert "limit of 97.7 KiB" in body["message"]
     assert not (Path(node.storage_root) / "big.bin").exists()
     staging = Path(node.storage_root) / META_DIR / "staging"
     assert not staging.exists() or not list(staging.iterdir())

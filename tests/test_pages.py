@@ -236,7 +236,7 @@ def test_uploads_over_the_limit_and_names_taken_are_refused(browser: Client, nod
     base = {"source": "node_1", "target_choice": "all", "mode": "tcp", "fan_out": "0", "priority": "0"}
     upload = SimpleUploadedFile("a.bin", b"12345")
     response = browser.post("/cast/", {**base, "file_source": "upload", "upload": upload})
-    assert "larger than the limit of 4 bytes" in response.content.decode()
+    assert "larger than the limit of 4 B" in response.content.decode()
     taken = {**base, "file_source": "generate", "gen_size": "3", "gen_content": "text", "gen_name": "hello.txt"}
     response = browser.post("/cast/", taken)
     assert "hello.txt already exists" in response.content.decode()
@@ -344,3 +344,12 @@ def test_generating_over_an_existing_name_needs_the_overwrite_box(browser: Clien
     assert response.status_code == 302
     assert (Path(nodes[0].storage_root) / "hello.txt").stat().st_size == 3
     assert Transfer.objects.get().file_name == "hello.txt"
+
+
+def test_limits_are_shown_in_units_people_read(browser: Client, nodes: list[Node]) -> None:
+    # The default CASTRAY_MAX_UPLOAD_SIZE is 10 GiB, not "10737418240 bytes".
+    fields = {"source": "node_1", "target_choice": "all", "mode": "tcp", "fan_out": "0", "priority": "0"}
+    response = browser.post("/cast/", {**fields, "file_source": "generate", "gen_size": "11GiB", "gen_content": "text"})
+    text = response.content.decode()
+    assert "at most 10 GiB may be generated here" in text and "10737418240" not in text
+

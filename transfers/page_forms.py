@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from castray_site.env import parse_size
+from castray_site.env import format_size, parse_size
 from dataplane.generator import CONTENT_TYPES
 from dataplane.storage import UnsafePath, clean_name, resolve_in
 from nodes.files import StorageError, local_root
@@ -59,15 +59,16 @@ class CastForm(forms.Form):
             value = parse_size(text)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
-        if value > settings.CASTRAY_MAX_UPLOAD_SIZE:
-            raise forms.ValidationError(f"at most {settings.CASTRAY_MAX_UPLOAD_SIZE} bytes may be generated here")
+        limit = settings.CASTRAY_MAX_UPLOAD_SIZE
+        if value > limit:
+            raise forms.ValidationError(f"at most {format_size(limit)} may be generated here")
         return value
 
     def clean_upload(self) -> Any:
         upload = self.cleaned_data.get("upload")
         if upload is not None and upload.size > settings.CASTRAY_MAX_UPLOAD_SIZE:
-            limit = settings.CASTRAY_MAX_UPLOAD_SIZE
-            raise forms.ValidationError(f"the file is larger than the limit of {limit} bytes")
+            limit = format_size(settings.CASTRAY_MAX_UPLOAD_SIZE)
+            raise forms.ValidationError(f"the file is larger than the limit of {limit}")
         return upload
 
     def clean(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Subquery
 from django.utils import timezone
 
+from castray_site.env import format_size
 from nodes.models import Node, NodeGroup
 from transfers.models import Delivery, Message
 from transfers.services.targets import CastError, resolve_targets
@@ -35,7 +36,7 @@ def message_create(
     if kind not in Message.Kind.values:
         raise CastError("message_type", "message_type must be text or json")
     if len(content.encode()) > MAX_MESSAGE_BYTES:
-        raise CastError("content", f"messages are at most {MAX_MESSAGE_BYTES} bytes; cast a file instead")
+        raise CastError("content", f"messages are at most {format_size(MAX_MESSAGE_BYTES)}; cast a file instead")
     if kind == Message.Kind.JSON:
         try:
             json.loads(content)
@@ -136,7 +137,7 @@ def messages_create_bulk(
         raise CastError("message_type", "message_type must be text or json")
     for content in contents:
         if len(content.encode()) > MAX_MESSAGE_BYTES:
-            raise CastError("content", f"messages are at most {MAX_MESSAGE_BYTES} bytes; cast a file instead")
+            raise CastError("content", f"messages are at most {format_size(MAX_MESSAGE_BYTES)}; cast a file instead")
     cast_type, nodes = resolve_targets(source=sender, targets=targets)
     user_id = requested_by.pk if requested_by and requested_by.is_authenticated else None
     created = Message._meta.get_field("created_at").get_db_prep_value(timezone.now(), connection)

@@ -12,24 +12,12 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
+from castray_site.env import format_size, scaled
 from clusters.models import Cluster
 
 register = template.Library()
 
-_SIZE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 _RATE_UNITS = ["B/s", "kB/s", "MB/s", "GB/s", "TB/s"]
-
-
-def _scaled(value: float, base: int, units: list[str]) -> str:
-    index = 0
-    while abs(value) >= base and index < len(units) - 1:
-        value /= base
-        index += 1
-    if index == 0:
-        return f"{int(value)} {units[0]}"
-    # Three significant figures at most: 1.2 GiB, 34.5 MiB, 340 MB/s.
-    text = f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
-    return f"{text.removesuffix('.0')} {units[index]}"
 
 
 @register.filter
@@ -37,7 +25,7 @@ def size(value: Any) -> str:
     """Bytes in binary units: 1288490188 -> `1.2 GiB`."""
     if value is None or value == "":
         return "—"
-    return _scaled(float(value), 1024, _SIZE_UNITS)
+    return format_size(float(value))
 
 
 @register.filter
@@ -45,7 +33,7 @@ def rate(value: Any) -> str:
     """Bytes per second in decimal units, as networks are measured: 3.4e8 -> `340 MB/s`."""
     if value is None or value == "":
         return "—"
-    return _scaled(float(value), 1000, _RATE_UNITS)
+    return scaled(float(value), 1000, _RATE_UNITS)
 
 
 @register.filter
