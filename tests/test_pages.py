@@ -353,3 +353,10 @@ def test_limits_are_shown_in_units_people_read(browser: Client, nodes: list[Node
     text = response.content.decode()
     assert "at most 10 GiB may be generated here" in text and "10737418240" not in text
 
+
+def test_the_cancel_button_asks_first(browser: Client, nodes: list[Node]) -> None:
+    transfer = services.transfer_create(source=nodes[0], file_name="hello.txt", targets=nodes[1:])
+    text = browser.get(f"/transfers/{transfer.pk}/").content.decode()
+    form = text[text.index('id="cancel-form"') - 120 : text.index('id="cancel-form"') + 200]
+    assert f'data-confirm="Cancel cast #{transfer.pk}?' in form, form
+

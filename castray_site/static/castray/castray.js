@@ -362,6 +362,11 @@
     followSource();
   }
 
+  // Forms that undo work (cancelling a cast) ask first: one stray tap on a phone is enough.
+  for (const form of $$("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
+  }
+
   const pages = { dashboard, transfer, node, nodes, cast };
   const page = pages[document.body.dataset.page];
   if (page) page();
