@@ -1,8 +1,16 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.models import Group
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+admin.site.site_header = "CastRay"
+admin.site.site_title = "CastRay admin"
+admin.site.index_title = "Casts, nodes and clusters"
+# CastRay grants by is_staff alone; Django's permission groups do nothing here and, listed beside
+# node groups, only confuse.
+admin.site.unregister(Group)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -154,3 +154,13 @@ def test_message_page_shows_its_deliveries(operator: Client, world: dict[str, ob
     message: Message = world["message"]  # type: ignore[assignment]
     text = operator.get(f"/admin/transfers/message/{message.pk}/change/").content.decode()
     assert "deliveries" in text and "node_2" in text and "node_3" in text and "Pending" in text
+
+
+def test_the_admin_is_castray_s_and_speaks_plainly(operator: Client) -> None:
+    text = operator.get("/admin/").content.decode()
+    assert "| CastRay admin</title>" in text and ">CastRay</a>" in text
+    assert "Django administration" not in text and "Django site admin" not in text
+    assert "Deliveries" in text and "Deliverys" not in text
+    # Django's auth groups grant nothing in CastRay (staff or not is what counts): only node groups are listed.
+    assert "/admin/auth/group/" not in text and "Node groups" in text
+    assert operator.get("/admin/auth/group/").status_code == 404

@@ -182,5 +182,6 @@ class Delivery(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name_plural = "deliveries"
         ordering = ["message_id", "node_id"]
         constraints = [models.UniqueConstraint(fields=["message", "node"], name="one_delivery_per_node")]
