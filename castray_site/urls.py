@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.models import Group
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 admin.site.site_header = "CastRay"
@@ -13,6 +15,8 @@ admin.site.index_title = "Casts, nodes and clusters"
 admin.site.unregister(Group)
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin, the API docs).
+    path("favicon.ico", RedirectView.as_view(url=static("castray/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("castray_site.api_urls", namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -360,3 +360,10 @@ def test_the_cancel_button_asks_first(browser: Client, nodes: list[Node]) -> Non
     form = text[text.index('id="cancel-form"') - 120 : text.index('id="cancel-form"') + 200]
     assert f'data-confirm="Cancel cast #{transfer.pk}?' in form, form
 
+
+def test_favicon_ico_is_served(client: Client) -> None:
+    response = client.get("/favicon.ico", follow=True)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("image/svg+xml")
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert b"<svg" in body
