@@ -1,12 +1,15 @@
 """A real browser against the real server and worker: log in, generate a file, cast it to two
-nodes from the cast page, and watch it finish live. Saves screenshots of the main pages for
-the README (castray_site/static/castray/screenshots/).
+nodes from the cast page, and watch it finish live. Screenshots of the main pages go to the test's
+temporary directory; `python tests/update_screenshots.py` runs this test to refresh the
+README's copies (castray_site/static/castray/screenshots/).
 
 Playwright drives Debian's Chromium (/usr/bin/chromium); browsers are never downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,10 @@ from tests.conftest import sha256_of
 from tests.servers import BASE_DIR, RunningServer, castray_up
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = BASE_DIR / "castray_site" / "static" / "castray" / "screenshots"
+# The README's screenshots, tracked in git: a test run must leave them alone.
+README_SCREENSHOTS = BASE_DIR / "castray_site" / "static" / "castray" / "screenshots"
+# Set by tests/update_screenshots.py to README_SCREENSHOTS; otherwise the test's tmp_path.
+SCREENSHOTS_ENV = "CASTRAY_SCREENSHOTS_DIR"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
@@ -55,13 +61,26 @@ def page(server: RunningServer) -> Iterator[object]:
         assert not errors, errors
 
 
-def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Iterator[Path]:
+    """Where this run's screenshots go; the README's copies are checked untouched after."""
+    target = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    target.mkdir(parents=True, exist_ok=True)
+    before = _digests(README_SCREENSHOTS)
+    yield target
+    if target.resolve() != README_SCREENSHOTS.resolve():
+        assert _digests(README_SCREENSHOTS) == before, "the test run rewrote the README's screenshots"
 
 
-def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer, page) -> None:  # type: ignore[no-untyped-def]
+def _digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.png"))}
+
+
+def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer, page, screenshots: Path) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
+
+    def shoot(name: str) -> None:
+        page.screenshot(path=str(screenshots / f"{name}.png"))
 
     # Log in with the account castray_up created.
     page.goto(server.url + "/")
@@ -87,7 +106,7 @@ def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer,
     page.check("input[name=targets][value=node_3]")
     assert page.is_disabled("input[name=targets][value=node_1]")  # the source is not a target
     page.fill("#id_fan_out", "1")
-    shoot(page, "cast")
+    shoot("cast")
     page.click("#cast-submit")
     page.wait_for_url(re.compile(r"/transfers/\d+/$"))
     transfer_url = page.url
@@ -108,7 +127,7 @@ def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer,
     expect(page.locator("#tree svg.tree path.tree-link")).to_have_count(2)
     expect(page.locator("#rate-chart svg path.line")).to_have_count(1, timeout=30_000)
     expect(page.locator("#total-duration")).not_to_have_text("—", timeout=30_000)
-    shoot(page, "transfer")
+    shoot("transfer")
 
     source = server.data_dir / "storage" / "node_1" / "browser.bin"
     assert source.stat().st_size == 256 * 1024 * 1024
@@ -130,10 +149,10 @@ def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer,
     # The other main pages, for the README.
     page.goto(server.url + "/")
     expect(page.locator("#live-state")).to_have_text("live")
-    shoot(page, "dashboard")
+    shoot("dashboard")
     page.goto(server.url + "/nodes/")
     expect(page.locator("#node-table tbody tr")).to_have_count(3)
-    shoot(page, "nodes")
+    shoot("nodes")
     page.goto(server.url + "/transfers/")
     expect(page.locator("td.file", has_text="browser.bin")).to_have_count(2)
-    shoot(page, "history")
+    shoot("history")
