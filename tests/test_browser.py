@@ -1,5 +1,6 @@
 """A real browser against the real server and worker: log in, generate a file, cast it to two
-nodes from the cast page, and watch it finish live. Screenshots of the main pages go to the test's
+nodes from the cast page, and watch it finish live; then every page on a phone's screen.
+Screenshots of the main pages go to the test's
 temporary directory; `python tests/update_screenshots.py` runs this test to refresh the
 README's copies (castray_site/static/castray/screenshots/).
 
@@ -24,6 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 README_SCREENSHOTS = BASE_DIR / "castray_site" / "static" / "castray" / "screenshots"
 # Set by tests/update_screenshots.py to README_SCREENSHOTS; otherwise the test's tmp_path.
 SCREENSHOTS_ENV = "CASTRAY_SCREENSHOTS_DIR"
+PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
@@ -74,6 +76,53 @@ def screenshots(tmp_path: Path) -> Iterator[Path]:
 
 def _digests(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.png"))}
+
+
+# Run in the page: every visible table either fits its container or scrolls inside it, and
+# nothing sticks out past the screen's right edge (the page itself never scrolls sideways).
+# The tables named in `mustFit` show their phone columns whole, with no scrolling at all.
+CLIPPED_TABLES = """(mustFit) => {
+  const width = document.documentElement.clientWidth;
+  const problems = [];
+  if (document.documentElement.scrollWidth > width) {
+    // Name the innermost elements that stick out, leaving out those inside a scrolling box.
+    const out = (e) => e.getBoundingClientRect().right > width + 0.5;
+    const inScroller = (e) => {
+      for (let p = e.parentElement; p; p = p.parentElement) {
+        if (["auto", "scroll"].includes(getComputedStyle(p).overflowX)) return true;
+      }
+      return false;
+    };
+    const wide = [...document.body.querySelectorAll("*")].filter(
+      (e) => out(e) && ![...e.children].some(out) && !inScroller(e)
+    );
+    const names = wide.slice(0, 3).map((e) => `${e.tagName.toLowerCase()}: ${e.textContent.trim().slice(0, 40)}`);
+    const pageWidth = document.documentElement.scrollWidth;
+    problems.push(`the page is ${pageWidth}px wide on a ${width}px screen: ${names.join("; ")}`);
+  }
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.offsetParent) continue;
+    const name = table.id || (table.querySelector("th, td") || {}).textContent || "a table";
+    const box = table.parentElement;
+    const scrolls = ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+    if (table.scrollWidth > box.clientWidth && (!scrolls || mustFit.includes(table.id))) {
+      problems.push(`${name}: ${table.scrollWidth}px in a ${box.clientWidth}px container`);
+    }
+    const right = box.getBoundingClientRect().right;
+    if (right > width + 0.5) problems.push(`${name}: its container ends at ${right}px, past the screen`);
+  }
+  return problems;
+}"""
+
+
+# Nodes (dashboard and node list), a cast's targets, the history: what people check on a phone.
+MUST_FIT = ["node-table", "targets", "transfer-table"]
+
+
+def phone_problems(page, url: str) -> list[str]:  # type: ignore[no-untyped-def]
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page.evaluate(CLIPPED_TABLES, MUST_FIT)
 
 
 def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer, page, screenshots: Path) -> None:  # type: ignore[no-untyped-def]
@@ -156,3 +205,10 @@ def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer,
     page.goto(server.url + "/transfers/")
     expect(page.locator("td.file", has_text="browser.bin")).to_have_count(2)
     shoot("history")
+
+    # Every page on a phone's screen: tables scroll inside their cards rather than being cut off.
+    page.set_viewport_size(PHONE)
+    node_pages = [f"/nodes/{name}/" for name in ("node_1", "node_2", "node_3")]
+    pages = ["/", "/cast/", "/transfers/", transfer_url.removeprefix(server.url), "/nodes/", *node_pages, "/clusters/"]
+    problems = {path: phone_problems(page, server.url + path) for path in pages}
+    assert not any(problems.values()), problems
