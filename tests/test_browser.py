@@ -1,6 +1,6 @@
 """A real browser against the real server and worker: log in, generate a file, cast it to two
-nodes from the cast page, and watch it finish live; then every page on a phone's screen.
-Screenshots of the main pages go to the test's
+nodes from the cast page, and watch it finish live; then every page on a phone's screen, and the
+API docs with nothing fetched from outside. Screenshots of the main pages go to the test's
 temporary directory; `python tests/update_screenshots.py` runs this test to refresh the
 README's copies (castray_site/static/castray/screenshots/).
 
@@ -58,9 +58,13 @@ def page(server: RunningServer) -> Iterator[object]:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # CastRay runs on networks without internet: no page may fetch anything from elsewhere.
+        outside: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith((server.url, "data:")) else outside.append(r.url))
         yield page
         browser.close()
         assert not errors, errors
+        assert not outside, outside
 
 
 @pytest.fixture
@@ -212,3 +216,10 @@ def test_cast_from_the_cast_page_and_watch_it_finish_live(server: RunningServer,
     pages = ["/", "/cast/", "/transfers/", transfer_url.removeprefix(server.url), "/nodes/", *node_pages, "/clusters/"]
     problems = {path: phone_problems(page, server.url + path) for path in pages}
     assert not any(problems.values()), problems
+
+    # The API docs work without internet: Swagger UI is served from here (no request went
+    # elsewhere: see the page fixture) and draws the schema.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/api/docs/")
+    assert page.evaluate("typeof SwaggerUIBundle") == "function"
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("CastRay API", timeout=30_000)
