@@ -8,13 +8,8 @@ Must not import Django.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import hashlib
-import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -33,8 +28,9 @@ from dataplane.contract import (
     results_from_wire,
     results_to_wire,
 )
+from dataplane.hashing import SLICE, SliceHasher, crc_of_range, fsync_dir, sha_of_fd, start_writeback
+from dataplane.partfile import PartRecord
 from dataplane.storage import (
-    META_DIR,
     PART_SUFFIX,
     Manifest,
     ManifestCache,
@@ -46,74 +42,8 @@ from dataplane.storage import (
 
 log = logging.getLogger("castray.engine")
 
-# A chunk is received, checksummed and written a slice at a time, so that each pass over its
-# bytes finds them in the CPU cache; SHA-256 runs on a thread of its own over a ring of slices.
-SLICE = 256 * 1024
-RING = 8
 # How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
 RECORD_EVERY = 64 * 1024 * 1024
-
-
-class SliceHasher:
-    """SHA-256 of the in-order stream on a thread of its own, over a ring of receive slices.
-
-    hashlib releases the GIL for large buffers, so hashing slice i runs on one core while slice
-    i+1 is received, checksummed and written on another. A slice returns to the ring once hashed.
-    """
-
-    def __init__(self, slice_size: int, slices: int = RING) -> None:
-        self.views = [memoryview(bytearray(slice_size)) for _ in range(slices)]
-        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for i in range(slices):
-            self.free.put(i)
-        self.work: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
-        self.sha = hashlib.sha256()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="castray-sha256")
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (item := self.work.get()) is not None:
-            slot, length = item
-            self.sha.update(self.views[slot][:length])
-            self.free.put(slot)
-
-    def take(self) -> tuple[int, memoryview]:
-        slot = self.free.get()
-        return slot, self.views[slot]
-
-    def give(self, slot: int, length: int, *, hash_it: bool) -> None:
-        if hash_it:
-            self.work.put((slot, length))
-        else:
-            self.free.put(slot)
-
-    def close(self) -> str:
-        self.work.put(None)
-        self.thread.join()
-        return self.sha.hexdigest()
-
-
-def _libc_sync_file_range() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return call
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range()
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a received range to disk now (SYNC_FILE_RANGE_WRITE), without waiting.
-
-    The disk then works while later chunks arrive, so the fsync before the rename finds little
-    left to do. Durability still comes from that fsync; this only moves the work earlier.
-    """
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, length, 2)
 
 
 class NameLocks:
@@ -512,8 +442,8 @@ class Receiver:
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + PART_SUFFIX)
-        record_path = self._record_path(name)
-        have = self._load_record(record_path, part, size, chunk_size, sha256, count)
+        record = PartRecord.of(self.root, name, size, chunk_size, sha256)
+        have = record.load(part)
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # A fresh .part grows as chunks arrive: writing into a pre-sized sparse file was
@@ -532,7 +462,7 @@ class Receiver:
                 counters=self.counters,
             )
             try:
-                result = self._receive_chunks(sock, fd, source, have, record_path, transfer, target)
+                result = self._receive_chunks(sock, fd, source, have, record, transfer, target)
             except ConnectionAbortedError as exc:
                 source.finish(str(exc))
                 result = TargetResult(status="cancelled", error=str(exc))
@@ -550,7 +480,7 @@ class Receiver:
         fd: int,
         source: ChunkSource,
         have: bytearray,
-        record_path: Path,
+        record: PartRecord,
         transfer: int,
         target: int,
     ) -> TargetResult:
@@ -558,7 +488,7 @@ class Receiver:
         # Chunks already held (resume) can be relayed at once; their CRC is read back lazily.
         for index in range(count):
             if wire.bit_get(have, index):
-                source.mark(index, _crc_of_range(fd, index * chunk_size, source.chunk_len(index)))
+                source.mark(index, crc_of_range(fd, index * chunk_size, source.chunk_len(index)))
         resumed = any(have)
         held = sum(source.chunk_len(i) for i in range(count) if wire.bit_get(have, i))
         self.progress.add_bytes(transfer, target, held)
@@ -616,26 +546,26 @@ class Receiver:
                     # No fdatasync here: the record is a hint for resuming, and a resumed file is
                     # verified whole against its SHA-256 before it is renamed, so a chunk the
                     # record claims but the disk lost only costs a retry, never a wrong file.
-                    self._save_record(record_path, source, have)
+                    record.save(have)
                     since_record = 0
         except BaseException:
             hasher.close()
             # Keep what arrived intact so that the next attempt resumes from it.
             os.fdatasync(fd)
-            self._save_record(record_path, source, have)
+            record.save(have)
             raise
         streamed = hasher.close()
         missing = count - wire.bit_count(have, count)
         if missing:
-            self._save_record(record_path, source, have)
+            record.save(have)
             raise ConnectionError(f"sender finished with {missing} of {count} chunks missing")
 
         self.progress.set(transfer, target, status="verifying")
-        digest = streamed if not resumed else _sha_of_fd(fd, size)
+        digest = streamed if not resumed else sha_of_fd(fd, size)
         if digest != source.sha256:
             # The data is wrong somewhere: resuming from it would be wrong too.
             os.unlink(source.path)
-            record_path.unlink(missing_ok=True)
+            record.remove()
             raise ValueError(f"SHA-256 mismatch: got {digest}, expected {source.sha256}")
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)  # an empty file, or one whose chunks came out of order
@@ -643,8 +573,8 @@ class Receiver:
         source.finish()
         dest = source.path.with_name(source.path.name[: -len(PART_SUFFIX)])
         os.replace(source.path, dest)
-        _fsync_dir(dest.parent)
-        record_path.unlink(missing_ok=True)
+        fsync_dir(dest.parent)
+        record.remove()
         name = str(dest.relative_to(self.root))
         self.manifests.put(name, dest, Manifest(size, digest, chunk_size, list(source.crcs)))  # type: ignore[arg-type]
         return TargetResult(status="completed", bytes_received=received, sha256=digest)
@@ -669,64 +599,6 @@ class Receiver:
     def _sha_of(self, name: str, path: Path, chunk_size: int) -> str:
         cached = self.manifests.peek_sha256(name, path)
         return cached if cached else self.manifests.get(name, path, chunk_size).sha256
-
-    def _record_path(self, name: str) -> Path:
-        return self.root / META_DIR / "partial" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
-
-    @staticmethod
-    def _load_record(record: Path, part: Path, size: int, chunk_size: int, sha256: str, count: int) -> bytearray:
-        try:
-            stored = json.loads(record.read_text())
-            if (
-                part.exists()
-                and stored["sha256"] == sha256
-                and stored["size"] == size
-                and stored["chunk_size"] == chunk_size
-            ):
-                return wire.bitmap_from_hex(stored["have"], count)
-        except (OSError, ValueError, KeyError, TypeError, wire.ProtocolError):
-            pass
-        return wire.new_bitmap(count)
-
-    @staticmethod
-    def _save_record(record: Path, source: ChunkSource, have: bytearray) -> None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "sha256": source.sha256,
-                    "size": source.size,
-                    "chunk_size": source.chunk_size,
-                    "have": wire.bitmap_to_hex(have),
-                }
-            )
-        )
-        os.replace(tmp, record)
-
-
-def _crc_of_range(fd: int, offset: int, length: int) -> int:
-    return checksum(os.pread(fd, length, offset))
-
-
-def _sha_of_fd(fd: int, size: int) -> str:
-    sha = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        data = os.pread(fd, min(8 * 1024 * 1024, size - offset), offset)
-        if not data:
-            break
-        sha.update(data)
-        offset += len(data)
-    return sha.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> tuple[Path, Manifest]:
