@@ -187,3 +187,11 @@ class ManifestCache:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None
+
+
+def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> tuple[Path, Manifest]:
+    """A file in the storage and its manifest (from the cache while the file is unchanged)."""
+    path = resolve_in(root, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} does not exist in this node's storage")
+    return path, manifests.get(name, path, chunk_size)

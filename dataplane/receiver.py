@@ -1,9 +1,10 @@
-"""The byte-moving half of a cast: sending a file down a tree and receiving it safely.
+"""Receiving a file safely on one accepted TCP connection, relaying it to the offer's children.
 
 Runs inside a node actor's threads. A receiver writes `<name>.part`, verifies each chunk's
-CRC32 and the whole file's SHA-256, fsyncs and renames into place; a relay forwards every
+CRC-32C and the whole file's SHA-256, fsyncs and renames into place; a relay forwards every
 chunk to its children (from its own `.part`, with sendfile) as soon as the chunk is on disk.
-Must not import Django.
+The same listener takes message batches (into the inbox) and UDP-mode control connections
+(handed to `udp.udp_receive`). Must not import Django.
 """
 
 from __future__ import annotations
@@ -13,34 +14,20 @@ import os
 import socket
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dataplane import wire
-from dataplane.contract import (
-    Hop,
-    ProgressRow,
-    Results,
-    TargetResult,
-    fail_subtree,
-    results_from_wire,
-    results_to_wire,
-)
+from dataplane.contract import Hop, Results, TargetResult, fail_subtree, results_to_wire
+from dataplane.flow import Counters, Limits, Progress
 from dataplane.hashing import SLICE, SliceHasher, crc_of_range, fsync_dir, sha_of_fd, start_writeback
+from dataplane.inbox import Inbox
 from dataplane.partfile import PartRecord
-from dataplane.storage import (
-    PART_SUFFIX,
-    Manifest,
-    ManifestCache,
-    UnsafePath,
-    checksum,
-    chunk_count,
-    resolve_in,
-)
+from dataplane.sender import ChunkSource, send_children
+from dataplane.storage import PART_SUFFIX, Manifest, ManifestCache, UnsafePath, checksum, chunk_count, resolve_in
+from dataplane.udp import udp_receive
 
-log = logging.getLogger("castray.engine")
+log = logging.getLogger("castray.receiver")
 
 # How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
 RECORD_EVERY = 64 * 1024 * 1024
@@ -56,280 +43,6 @@ class NameLocks:
     def hold(self, name: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(name, threading.Lock())
-
-
-class Inbox:
-    """A node's received messages: bounded, newest kept, each message stored once."""
-
-    def __init__(self, size: int) -> None:
-        self._lock = threading.Lock()
-        self._items: deque[dict[str, Any]] = deque(maxlen=size)
-        self._seen: deque[int] = deque(maxlen=size * 2)
-        self._seen_set: set[int] = set()
-
-    def put(self, messages: list[dict[str, Any]]) -> list[int]:
-        delivered = []
-        with self._lock:
-            for message in messages:
-                key = int(message["message"])
-                if key not in self._seen_set:  # a redelivery after a worker died is not a new message
-                    self._items.append(message)
-                    if len(self._seen) == self._seen.maxlen:
-                        self._seen_set.discard(self._seen[0])
-                    self._seen.append(key)
-                    self._seen_set.add(key)
-                delivered.append(int(message["id"]))
-        return delivered
-
-    def latest(self, count: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._items)[-count:][::-1]
-
-
-def send_messages(
-    address: str, port: int, messages: list[dict[str, Any]], *, secret: bytes, timeout: float
-) -> set[int]:
-    """Deliver a batch of messages to one node's inbox; return the delivery ids it acknowledged."""
-    offer: dict[str, Any] = {"kind": "messages", "messages": messages}
-    offer["mac"] = wire.sign(secret, offer)
-    with socket.create_connection((address, port), timeout=timeout) as sock:
-        wire.send_json(sock, offer, magic=True)
-        answer = wire.recv_json(sock)
-    if "error" in answer:
-        raise ConnectionError(str(answer["error"]))
-    return {int(i) for i in answer.get("delivered", [])}
-
-
-class Progress:
-    """Thread-safe table of what this node is doing for each (transfer, target)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: dict[tuple[int, int], ProgressRow] = {}
-
-    def set(self, transfer: int, target: int, **fields: Any) -> None:
-        with self._lock:
-            row = self._rows.setdefault((transfer, target), ProgressRow())
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.updated = time.time()
-
-    def add_bytes(self, transfer: int, target: int, n: int, *, received: int = 0) -> None:
-        with self._lock:
-            row = self._rows.setdefault((transfer, target), ProgressRow(status="receiving"))
-            row.bytes_done += n
-            row.bytes_received += received
-
-    def snapshot(self, transfer: int) -> dict[int, ProgressRow]:
-        """This node's rows for `transfer`, by target id (copies: the table keeps changing)."""
-        with self._lock:
-            return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
-
-    def forget(self, transfer: int) -> None:
-        with self._lock:
-            for key in [k for k in self._rows if k[0] == transfer]:
-                del self._rows[key]
-
-
-@dataclass
-class ChunkSource:
-    """A file that chunks are sent from: a finished file, or a `.part` still being received."""
-
-    path: Path
-    size: int
-    chunk_size: int
-    sha256: str
-    crcs: list[int | None]
-    complete: bool = True
-    failed: str | None = None
-    cond: threading.Condition = field(default_factory=threading.Condition)
-
-    @classmethod
-    def from_manifest(cls, path: Path, manifest: Manifest) -> ChunkSource:
-        return cls(path, manifest.size, manifest.chunk_size, manifest.sha256, list(manifest.crcs))
-
-    def chunk_len(self, index: int) -> int:
-        return min(self.chunk_size, self.size - index * self.chunk_size)
-
-    def mark(self, index: int, crc: int) -> None:
-        with self.cond:
-            self.crcs[index] = crc
-            self.cond.notify_all()
-
-    def finish(self, error: str | None = None) -> None:
-        with self.cond:
-            self.complete = error is None
-            self.failed = error
-            self.cond.notify_all()
-
-    def wait_chunk(self, index: int, timeout: float) -> int:
-        """Block until chunk `index` is on disk here; return its CRC32."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while self.crcs[index] is None:
-                if self.failed:
-                    raise ConnectionError(f"upstream failed: {self.failed}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"chunk {index} did not arrive upstream within {timeout:.0f}s")
-                self.cond.wait(left)
-            return self.crcs[index]  # type: ignore[return-value]
-
-
-class TokenBucket:
-    """A shared byte budget refilled at `rate` bytes/s; callers sleep off any debt.
-
-    Starting empty and allowing debt keeps the long-run rate at or just under the cap
-    whatever the chunk size, which is what a per-node cap promises.
-    """
-
-    def __init__(self, rate: float) -> None:
-        self.rate = float(rate)
-        self._lock = threading.Lock()
-        self._tokens = 0.0
-        self._stamp = time.monotonic()
-
-    def consume(self, n: int) -> None:
-        with self._lock:
-            now = time.monotonic()
-            # Unused budget does not pile up beyond a quarter second of traffic.
-            self._tokens = min(self._tokens + (now - self._stamp) * self.rate, self.rate * 0.25)
-            self._stamp = now
-            self._tokens -= n
-            debt = -self._tokens
-        if debt > 0:
-            time.sleep(debt / self.rate)
-
-
-@dataclass
-class Limits:
-    """What a node's threads share: timeouts, bandwidth caps, cancelled casts."""
-
-    io_timeout: float = 60.0
-    egress: TokenBucket | None = None
-    ingress: TokenBucket | None = None
-    cancelled: set[int] = field(default_factory=set)
-
-    def set_caps(self, egress: int | None, ingress: int | None) -> None:
-        # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
-        if (self.egress.rate if self.egress else 0) != (egress or 0):
-            self.egress = TokenBucket(egress) if egress else None
-        if (self.ingress.rate if self.ingress else 0) != (ingress or 0):
-            self.ingress = TokenBucket(ingress) if ingress else None
-
-    def check(self, transfer: int) -> None:
-        if transfer in self.cancelled:
-            raise ConnectionAbortedError("the cast was cancelled")
-
-
-class Counters:
-    """Bytes this node sent, per transfer (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent: dict[int, int] = {}
-        self.total = 0
-
-    def add(self, transfer: int, n: int) -> None:
-        with self._lock:
-            self.sent[transfer] = self.sent.get(transfer, 0) + n
-            self.total += n
-
-    def of(self, transfer: int) -> int:
-        with self._lock:
-            return self.sent.get(transfer, 0)
-
-
-def send_subtree(
-    source: ChunkSource,
-    hop: Hop,
-    *,
-    transfer: int,
-    name: str,
-    secret: bytes,
-    limits: Limits,
-    counters: Counters,
-    handle: Any,
-) -> Results:
-    """Send the file to one child (`hop`), which relays to its own children.
-
-    Returns the result of every target in that subtree, keyed by target id. A child that
-    cannot be reached fails with its subtree, each with the reason.
-    """
-    target = hop.target
-    offer = {
-        "transfer": transfer,
-        "target": target,
-        "name": name,
-        "size": source.size,
-        "sha256": source.sha256,
-        "chunk_size": source.chunk_size,
-        "children": [child.to_wire() for child in hop.children],
-    }
-    offer["mac"] = wire.sign(secret, offer)
-    try:
-        with socket.create_connection((hop.address, hop.port), timeout=10) as sock:
-            sock.settimeout(limits.io_timeout)
-            wire.send_json(sock, offer, magic=True)
-            answer = wire.recv_json(sock)
-            if isinstance(answer.get("results"), dict):
-                return results_from_wire(answer["results"])  # refused before it got as far as answering
-            status = answer.get("status")
-            if status == "error":
-                return fail_subtree(hop, f"{hop.node} refused the file: {answer.get('error')}")
-            if status == "ready":
-                have = wire.bitmap_from_hex(answer.get("have", ""), len(source.crcs))
-                for index in range(len(source.crcs)):
-                    if wire.bit_get(have, index):
-                        continue
-                    crc = source.wait_chunk(index, limits.io_timeout)
-                    length = source.chunk_len(index)
-                    offset = index * source.chunk_size
-                    limits.check(transfer)
-                    if limits.egress:
-                        limits.egress.consume(length)
-                    # MSG_MORE: the header leaves with the chunk's first bytes, not on its own.
-                    sock.sendall(wire.CHUNK.pack(index, offset, length, crc), socket.MSG_MORE)
-                    sent = sock.sendfile(handle, offset, length)
-                    if sent != length:
-                        raise ConnectionError(f"sent {sent} of {length} bytes of chunk {index}")
-                    counters.add(transfer, length)
-                sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
-            # The receiver verifies, fsyncs and waits for its own subtree before it answers;
-            # allow for that at a slow 1 MiB/s rather than hanging forever on a lost host.
-            sock.settimeout(limits.io_timeout + source.size / (1024 * 1024))
-            result = wire.recv_json(sock)
-    except ConnectionAbortedError as exc:
-        return fail_subtree(hop, str(exc), status="cancelled")
-    except (OSError, wire.ProtocolError, TimeoutError) as exc:
-        return fail_subtree(hop, f"link to {hop.node} failed: {exc}")
-    finally:
-        handle.close()
-    try:
-        return results_from_wire(result.get("results"))
-    except (ValueError, TypeError):
-        return fail_subtree(hop, f"{hop.node} sent no result")
-
-
-def send_children(
-    source: ChunkSource,
-    children: tuple[Hop, ...],
-    **kwargs: Any,
-) -> tuple[Results, list[threading.Thread]]:
-    """Start one sender thread per child; the caller joins them, then reads the results."""
-    results: Results = {}
-    threads = []
-
-    def run(child: Hop, handle: Any) -> None:
-        results.update(send_subtree(source, child, handle=handle, **kwargs))
-
-    for child in children:
-        # Opened now, before the .part can be renamed: the handle follows the inode.
-        handle = open(source.path, "rb")  # noqa: SIM115 - closed by send_subtree
-        thread = threading.Thread(target=run, args=(child, handle), daemon=True, name=f"send-{child.target}")
-        thread.start()
-        threads.append(thread)
-    return results, threads
 
 
 class Receiver:
@@ -421,8 +134,6 @@ class Receiver:
             raise wire.ProtocolError("offer has an invalid size or chunk size")
         name = str(offer["name"])
         if offer.get("mode") == "udp":
-            from dataplane.modes import udp_receive
-
             outcome = udp_receive(
                 sock,
                 offer,
@@ -599,10 +310,3 @@ class Receiver:
     def _sha_of(self, name: str, path: Path, chunk_size: int) -> str:
         cached = self.manifests.peek_sha256(name, path)
         return cached if cached else self.manifests.get(name, path, chunk_size).sha256
-
-
-def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> tuple[Path, Manifest]:
-    path = resolve_in(root, name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} does not exist in this node's storage")
-    return path, manifests.get(name, path, chunk_size)
