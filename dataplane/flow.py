@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,22 +53,31 @@ class TokenBucket:
     whatever the chunk size, which is what a per-node cap promises.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = float(rate)
+        # Injectable so that a test can run the bucket on a fake clock and see what it sleeps.
+        self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._tokens = 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
 
     def consume(self, n: int) -> None:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             # Unused budget does not pile up beyond a quarter second of traffic.
             self._tokens = min(self._tokens + (now - self._stamp) * self.rate, self.rate * 0.25)
             self._stamp = now
             self._tokens -= n
             debt = -self._tokens
         if debt > 0:
-            time.sleep(debt / self.rate)
+            self._sleep(debt / self.rate)
 
 
 @dataclass
