@@ -18,7 +18,8 @@ from dataplane.contract import ProgressRow
 class Progress:
     """Thread-safe table of what this node is doing for each (transfer, target)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # wall time, as the `started` and `finished` the receivers record
         self._lock = threading.Lock()
         self._rows: dict[tuple[int, int], ProgressRow] = {}
 
@@ -27,13 +28,16 @@ class Progress:
             row = self._rows.setdefault((transfer, target), ProgressRow())
             for key, value in fields.items():
                 setattr(row, key, value)
-            row.updated = time.time()
+            row.updated = self._clock()
 
     def add_bytes(self, transfer: int, target: int, n: int, *, received: int = 0) -> None:
         with self._lock:
             row = self._rows.setdefault((transfer, target), ProgressRow(status="receiving"))
             row.bytes_done += n
             row.bytes_received += received
+            # The bridge derives the rate as bytes_done / (updated - started): a stale `updated`
+            # (the time of the last status change) made it TB/s while a cast ran.
+            row.updated = self._clock()
 
     def snapshot(self, transfer: int) -> dict[int, ProgressRow]:
         """This node's rows for `transfer`, by target id (copies: the table keeps changing)."""

@@ -111,3 +111,17 @@ def test_counters_add_up_per_transfer_across_threads() -> None:
         thread.join()
     counters.add(2, 5)
     assert (counters.of(1), counters.of(2), counters.of(3), counters.total) == (12000, 5, 0, 12005)
+
+
+def test_a_rate_read_off_a_progress_row_is_the_real_rate() -> None:
+    # The bridge shows bytes_done / (updated - started): bytes must move `updated` on.
+    clock = FakeClock()
+    progress = Progress(clock=clock)
+    progress.set(1, 10, status="receiving", started=clock(), size=10 * 2**20)
+    for _ in range(10):
+        clock.advance(0.1)
+        progress.add_bytes(1, 10, 2**20, received=2**20)
+    row = progress.snapshot(1)[10]
+    assert row.started is not None
+    assert row.updated == clock.now
+    assert row.bytes_done / (row.updated - row.started) == pytest.approx(10 * 2**20)  # 10 MiB in one second
