@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dataplane.contract import ProgressRow
+from dataplane.contract import ProgressRow, TargetResult
 
 
 class Progress:
@@ -38,6 +38,18 @@ class Progress:
             # The bridge derives the rate as bytes_done / (updated - started): a stale `updated`
             # (the time of the last status change) made it TB/s while a cast ran.
             row.updated = self._clock()
+
+    def finish(self, transfer: int, target: int, outcome: TargetResult) -> None:
+        """Record how a target's receive ended."""
+        self.set(
+            transfer,
+            target,
+            finished=self._clock(),
+            status=outcome.status,
+            error=outcome.error,
+            sha256=outcome.sha256,
+            bytes_received=outcome.bytes_received,
+        )
 
     def snapshot(self, transfer: int) -> dict[int, ProgressRow]:
         """This node's rows for `transfer`, by target id (copies: the table keeps changing)."""

@@ -140,15 +140,7 @@ class StoreReceiver:
             except (OSError, ValueError) as exc:
                 part.abandon()
                 outcome = TargetResult(status="failed", error=str(exc), bytes_received=part.received)
-        self.progress.set(
-            transfer,
-            target,
-            finished=time.time(),
-            status=outcome.status,
-            error=outcome.error,
-            sha256=outcome.sha256,
-            bytes_received=outcome.bytes_received,
-        )
+        self.progress.finish(transfer, target, outcome)
         return outcome
 
 

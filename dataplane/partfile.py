@@ -94,8 +94,7 @@ class PartFile:
     def already_complete(self, manifests: ManifestCache) -> bool:
         if not self.dest.is_file() or self.dest.stat().st_size != self.size:
             return False
-        sha = manifests.peek_sha256(self.name, self.dest) or manifests.get(self.name, self.dest, self.chunk_size).sha256
-        return sha == self.sha256
+        return manifests.sha256(self.name, self.dest, self.chunk_size) == self.sha256
 
     def held_bytes(self) -> int:
         return sum(self.chunk_len(i) for i in range(self.count) if wire.bit_get(self.have, i))

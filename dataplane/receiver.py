@@ -107,15 +107,7 @@ class Receiver:
         results, relay_threads = subtree
         for thread in relay_threads:
             thread.join()
-        self.progress.set(
-            transfer,
-            target,
-            finished=time.time(),
-            status=outcome.status,
-            error=outcome.error,
-            sha256=outcome.sha256,
-            bytes_received=outcome.bytes_received,
-        )
+        self.progress.finish(transfer, target, outcome)
         results[target] = outcome
         # Children this node never reached fail with its reason rather than vanish.
         for child in children:
@@ -147,7 +139,7 @@ class Receiver:
         dest = resolve_in(self.root, name)
         count = chunk_count(size, chunk_size)
 
-        if dest.is_file() and dest.stat().st_size == size and self._sha_of(name, dest, chunk_size) == sha256:
+        if dest.is_file() and dest.stat().st_size == size and self.manifests.sha256(name, dest, chunk_size) == sha256:
             wire.send_json(sock, {"status": "skip"})
             return TargetResult(status="skipped"), self._relay_from_file(dest, name, transfer, children, chunk_size)
 
@@ -163,15 +155,7 @@ class Receiver:
                 os.ftruncate(fd, size)
             source = ChunkSource(part, size, chunk_size, sha256, [None] * count, complete=False)
             wire.send_json(sock, {"status": "ready", "have": wire.bitmap_to_hex(have)})
-            subtree = send_children(
-                source,
-                children,
-                transfer=transfer,
-                name=name,
-                secret=self.secret,
-                limits=self.limits,
-                counters=self.counters,
-            )
+            subtree = self._send_children(source, children, transfer, name)
             try:
                 result = self._receive_chunks(sock, fd, source, have, record, transfer, target)
             except ConnectionAbortedError as exc:
@@ -295,8 +279,12 @@ class Receiver:
     ) -> tuple[Results, list[threading.Thread]]:
         if not children:
             return {}, []
-        manifest = self.manifests.get(name, path, chunk_size)
-        source = ChunkSource.from_manifest(path, manifest)
+        source = ChunkSource.from_manifest(path, self.manifests.get(name, path, chunk_size))
+        return self._send_children(source, children, transfer, name)
+
+    def _send_children(
+        self, source: ChunkSource, children: tuple[Hop, ...], transfer: int, name: str
+    ) -> tuple[Results, list[threading.Thread]]:
         return send_children(
             source,
             children,
@@ -306,7 +294,3 @@ class Receiver:
             limits=self.limits,
             counters=self.counters,
         )
-
-    def _sha_of(self, name: str, path: Path, chunk_size: int) -> str:
-        cached = self.manifests.peek_sha256(name, path)
-        return cached if cached else self.manifests.get(name, path, chunk_size).sha256

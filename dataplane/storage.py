@@ -178,6 +178,10 @@ class ManifestCache:
         tmp.write_text(json.dumps(stored))
         os.replace(tmp, key)
 
+    def sha256(self, name: str, path: Path, chunk_size: int) -> str:
+        """The file's SHA-256: the cached one if any (whatever its chunk size), else computed."""
+        return self.peek_sha256(name, path) or self.get(name, path, chunk_size).sha256
+
     def peek_sha256(self, name: str, path: Path) -> str | None:
         """The cached SHA-256 of a file if its identity still matches, without hashing."""
         try:
