@@ -20,21 +20,14 @@ from typing import Any
 
 from dataplane import wire
 from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, MessageBatch, Ping, ProgressRow, Results
-from dataplane.engine import (
-    ChunkSource,
-    Counters,
-    Inbox,
-    Limits,
-    NameLocks,
-    Progress,
-    Receiver,
-    manifest_for,
-    send_children,
-    send_messages,
-)
+from dataplane.flow import Counters, Limits, Progress
 from dataplane.generator import write_generated
-from dataplane.modes import StoreReceiver, store_cast, udp_cast  # noqa: E402
-from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, resolve_in
+from dataplane.inbox import Inbox, send_messages
+from dataplane.object_store import StoreReceiver, store_cast
+from dataplane.receiver import NameLocks, Receiver
+from dataplane.sender import ChunkSource, send_children
+from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
+from dataplane.udp import udp_cast
 
 log = logging.getLogger("castray.actor")
 

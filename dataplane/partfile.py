@@ -1,7 +1,7 @@
 """A file being received: `<name>.part`, its chunk record, verification and the final rename.
 
-Used by the object-store and UDP modes (the TCP receiver in engine.py streams, hashing as it
-goes). Must not import Django.
+Used by the object-store and UDP modes (the TCP receiver streams, hashing as it
+goes); the chunk record (`PartRecord`) is shared with it. Must not import Django.
 """
 
 from __future__ import annotations
@@ -9,10 +9,64 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from dataplane import wire
+from dataplane.hashing import fsync_dir, sha_of_fd
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, checksum, chunk_count, resolve_in
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """Which chunks of a `.part` are held, kept beside the storage so a later attempt resumes.
+
+    Valid only for the same file (size, chunk size, SHA-256) and while the `.part` exists: a
+    record for another version of the file starts the receive from nothing.
+    """
+
+    path: Path
+    size: int
+    chunk_size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, root: Path, name: str, size: int, chunk_size: int, sha256: str) -> PartRecord:
+        path = root / META_DIR / "partial" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
+        return cls(path, size, chunk_size, sha256)
+
+    def load(self, part: Path) -> bytearray:
+        count = chunk_count(self.size, self.chunk_size)
+        try:
+            stored = json.loads(self.path.read_text())
+            if (
+                part.exists()
+                and stored["sha256"] == self.sha256
+                and stored["size"] == self.size
+                and stored["chunk_size"] == self.chunk_size
+            ):
+                return wire.bitmap_from_hex(stored["have"], count)
+        except (OSError, ValueError, KeyError, TypeError, wire.ProtocolError):
+            pass
+        return wire.new_bitmap(count)
+
+    def save(self, have: bytearray) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "sha256": self.sha256,
+                    "size": self.size,
+                    "chunk_size": self.chunk_size,
+                    "have": wire.bitmap_to_hex(have),
+                }
+            )
+        )
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 class PartFile:
@@ -28,9 +82,9 @@ class PartFile:
         self.dest = resolve_in(root, name)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.part = self.dest.with_name(self.dest.name + PART_SUFFIX)
-        self.record_path = root / META_DIR / "partial" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
+        self.record = PartRecord.of(root, name, size, chunk_size, sha256)
         self.keep_record = record
-        self.have = self._load_record() if record else wire.new_bitmap(self.count)
+        self.have = self.record.load(self.part) if record else wire.new_bitmap(self.count)
         self.crcs: list[int | None] = [None] * self.count
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
         if os.fstat(self.fd).st_size != size:
@@ -40,8 +94,7 @@ class PartFile:
     def already_complete(self, manifests: ManifestCache) -> bool:
         if not self.dest.is_file() or self.dest.stat().st_size != self.size:
             return False
-        sha = manifests.peek_sha256(self.name, self.dest) or manifests.get(self.name, self.dest, self.chunk_size).sha256
-        return sha == self.sha256
+        return manifests.sha256(self.name, self.dest, self.chunk_size) == self.sha256
 
     def held_bytes(self) -> int:
         return sum(self.chunk_len(i) for i in range(self.count) if wire.bit_get(self.have, i))
@@ -68,19 +121,7 @@ class PartFile:
         if not self.keep_record:
             return
         os.fdatasync(self.fd)
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "sha256": self.sha256,
-                    "size": self.size,
-                    "chunk_size": self.chunk_size,
-                    "have": wire.bitmap_to_hex(self.have),
-                }
-            )
-        )
-        os.replace(tmp, self.record_path)
+        self.record.save(self.have)
 
     def finish(self, manifests: ManifestCache) -> str:
         """Verify the whole file, fsync and rename into place; return its SHA-256."""
@@ -88,13 +129,7 @@ class PartFile:
         if missing:
             self.save_record()
             raise ConnectionError(f"{len(missing)} of {self.count} chunks are missing")
-        sha = hashlib.sha256()
-        offset = 0
-        while offset < self.size:
-            data = os.pread(self.fd, min(8 * 1024 * 1024, self.size - offset), offset)
-            sha.update(data)
-            offset += len(data)
-        digest = sha.hexdigest()
+        digest = sha_of_fd(self.fd, self.size)
         if digest != self.sha256:
             self.abandon(delete=True)
             raise ValueError(f"SHA-256 mismatch: got {digest}, expected {self.sha256}")
@@ -102,12 +137,8 @@ class PartFile:
         os.close(self.fd)
         self.fd = -1
         os.replace(self.part, self.dest)
-        dir_fd = os.open(self.dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        self.record_path.unlink(missing_ok=True)
+        fsync_dir(self.dest.parent)
+        self.record.remove()
         # Chunks resumed from an earlier attempt have no CRC here: the cache computes them
         # when this node first sends the file on.
         if all(c is not None for c in self.crcs):
@@ -122,18 +153,4 @@ class PartFile:
             self.fd = -1
         if delete:
             self.part.unlink(missing_ok=True)
-            self.record_path.unlink(missing_ok=True)
-
-    def _load_record(self) -> bytearray:
-        try:
-            stored = json.loads(self.record_path.read_text())
-            if (
-                self.part.exists()
-                and stored["sha256"] == self.sha256
-                and stored["size"] == self.size
-                and stored["chunk_size"] == self.chunk_size
-            ):
-                return wire.bitmap_from_hex(stored["have"], self.count)
-        except (OSError, ValueError, KeyError, TypeError, wire.ProtocolError):
-            pass
-        return wire.new_bitmap(self.count)
+            self.record.remove()

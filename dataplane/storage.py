@@ -178,6 +178,10 @@ class ManifestCache:
         tmp.write_text(json.dumps(stored))
         os.replace(tmp, key)
 
+    def sha256(self, name: str, path: Path, chunk_size: int) -> str:
+        """The file's SHA-256: the cached one if any (whatever its chunk size), else computed."""
+        return self.peek_sha256(name, path) or self.get(name, path, chunk_size).sha256
+
     def peek_sha256(self, name: str, path: Path) -> str | None:
         """The cached SHA-256 of a file if its identity still matches, without hashing."""
         try:
@@ -187,3 +191,11 @@ class ManifestCache:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None
+
+
+def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> tuple[Path, Manifest]:
+    """A file in the storage and its manifest (from the cache while the file is unchanged)."""
+    path = resolve_in(root, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} does not exist in this node's storage")
+    return path, manifests.get(name, path, chunk_size)

@@ -1,0 +1,135 @@
+"""What a node's threads share while casts run: progress, bandwidth caps, cancellation, counters.
+
+Every sender and receiver thread of an actor updates these, so each is thread-safe. Must not
+import Django.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dataplane.contract import ProgressRow, TargetResult
+
+
+class Progress:
+    """Thread-safe table of what this node is doing for each (transfer, target)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # wall time, as the `started` and `finished` the receivers record
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[int, int], ProgressRow] = {}
+
+    def set(self, transfer: int, target: int, **fields: Any) -> None:
+        with self._lock:
+            row = self._rows.setdefault((transfer, target), ProgressRow())
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated = self._clock()
+
+    def add_bytes(self, transfer: int, target: int, n: int, *, received: int = 0) -> None:
+        with self._lock:
+            row = self._rows.setdefault((transfer, target), ProgressRow(status="receiving"))
+            row.bytes_done += n
+            row.bytes_received += received
+            # The bridge derives the rate as bytes_done / (updated - started): a stale `updated`
+            # (the time of the last status change) made it TB/s while a cast ran.
+            row.updated = self._clock()
+
+    def finish(self, transfer: int, target: int, outcome: TargetResult) -> None:
+        """Record how a target's receive ended."""
+        self.set(
+            transfer,
+            target,
+            finished=self._clock(),
+            status=outcome.status,
+            error=outcome.error,
+            sha256=outcome.sha256,
+            bytes_received=outcome.bytes_received,
+        )
+
+    def snapshot(self, transfer: int) -> dict[int, ProgressRow]:
+        """This node's rows for `transfer`, by target id (copies: the table keeps changing)."""
+        with self._lock:
+            return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
+
+    def forget(self, transfer: int) -> None:
+        with self._lock:
+            for key in [k for k in self._rows if k[0] == transfer]:
+                del self._rows[key]
+
+
+class TokenBucket:
+    """A shared byte budget refilled at `rate` bytes/s; callers sleep off any debt.
+
+    Starting empty and allowing debt keeps the long-run rate at or just under the cap
+    whatever the chunk size, which is what a per-node cap promises.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = float(rate)
+        # Injectable so that a test can run the bucket on a fake clock and see what it sleeps.
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._stamp = clock()
+
+    def consume(self, n: int) -> None:
+        with self._lock:
+            now = self._clock()
+            # Unused budget does not pile up beyond a quarter second of traffic.
+            self._tokens = min(self._tokens + (now - self._stamp) * self.rate, self.rate * 0.25)
+            self._stamp = now
+            self._tokens -= n
+            debt = -self._tokens
+        if debt > 0:
+            self._sleep(debt / self.rate)
+
+
+@dataclass
+class Limits:
+    """What a node's threads share: timeouts, bandwidth caps, cancelled casts."""
+
+    io_timeout: float = 60.0
+    egress: TokenBucket | None = None
+    ingress: TokenBucket | None = None
+    cancelled: set[int] = field(default_factory=set)
+
+    def set_caps(self, egress: int | None, ingress: int | None) -> None:
+        # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
+        if (self.egress.rate if self.egress else 0) != (egress or 0):
+            self.egress = TokenBucket(egress) if egress else None
+        if (self.ingress.rate if self.ingress else 0) != (ingress or 0):
+            self.ingress = TokenBucket(ingress) if ingress else None
+
+    def check(self, transfer: int) -> None:
+        if transfer in self.cancelled:
+            raise ConnectionAbortedError("the cast was cancelled")
+
+
+class Counters:
+    """Bytes this node sent, per transfer (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: dict[int, int] = {}
+        self.total = 0
+
+    def add(self, transfer: int, n: int) -> None:
+        with self._lock:
+            self.sent[transfer] = self.sent.get(transfer, 0) + n
+            self.total += n
+
+    def of(self, transfer: int) -> int:
+        with self._lock:
+            return self.sent.get(transfer, 0)

@@ -1,0 +1,121 @@
+"""`PartFile`: a file received chunk by chunk (object-store and UDP modes), resumed and verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from dataplane import wire
+from dataplane.partfile import PartFile, PartRecord
+from dataplane.storage import ManifestCache, checksum
+
+pytestmark = pytest.mark.unit
+
+CHUNK = 4096
+DATA = os.urandom(3 * CHUNK + 100)  # four chunks, the last one short
+SHA = hashlib.sha256(DATA).hexdigest()
+NAME = "dir/file.bin"
+
+
+def chunk(index: int) -> bytes:
+    return DATA[index * CHUNK : (index + 1) * CHUNK]
+
+
+def write(part: PartFile, *indexes: int) -> None:
+    for index in indexes:
+        part.write(index, chunk(index), checksum(chunk(index)))
+
+
+def leftovers(root: Path) -> list[str]:
+    """What an unfinished receive leaves: `.part` files and resume records."""
+    parts = [*root.rglob("*.part"), *(root / ".castray" / "partial").glob("*")]
+    return sorted(str(p.relative_to(root)) for p in parts)
+
+
+def test_chunks_written_out_of_order_make_the_file(tmp_path: Path) -> None:
+    manifests = ManifestCache(tmp_path)
+    part = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    write(part, 3, 1)
+    assert part.missing() == [0, 2]
+    assert part.received == CHUNK + 100
+    write(part, 0, 2)
+    assert part.missing() == []
+    assert part.finish(manifests) == SHA
+    assert (tmp_path / NAME).read_bytes() == DATA
+    assert manifests.peek_sha256(NAME, tmp_path / NAME) == SHA
+    assert leftovers(tmp_path) == []
+
+
+def test_a_chunk_with_a_bad_checksum_or_the_wrong_place_is_refused(tmp_path: Path) -> None:
+    part = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    with pytest.raises(wire.ProtocolError, match="failed its checksum"):
+        part.write(1, chunk(1), checksum(chunk(1)) ^ 1)
+    with pytest.raises(wire.ProtocolError, match="does not fit"):
+        part.write(1, chunk(1)[:-1], checksum(chunk(1)[:-1]))
+    with pytest.raises(wire.ProtocolError, match="does not fit"):
+        part.write(4, b"x", checksum(b"x"))
+    assert part.missing() == [0, 1, 2, 3]
+    assert part.received == 0
+    part.abandon(delete=True)
+
+
+def test_a_saved_record_lets_a_reopened_part_resume(tmp_path: Path) -> None:
+    first = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    write(first, 0, 2)
+    first.save_record()
+    first.abandon()  # an interrupted receive: the .part and its record stay
+    assert not (tmp_path / NAME).exists()
+
+    second = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    assert second.missing() == [1, 3]
+    assert second.held_bytes() == 2 * CHUNK
+    write(second, 1, 3)
+    assert second.received == CHUNK + 100  # only what this attempt wrote
+    assert second.finish(ManifestCache(tmp_path)) == SHA
+    assert (tmp_path / NAME).read_bytes() == DATA
+    assert not PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA).path.exists()
+
+
+def test_a_record_of_another_version_of_the_file_is_not_resumed(tmp_path: Path) -> None:
+    first = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    write(first, 0, 1, 2)
+    first.abandon()
+    other = hashlib.sha256(b"another file").hexdigest()
+    assert PartFile(tmp_path, NAME, len(DATA), other, CHUNK).missing() == [0, 1, 2, 3]
+
+
+def test_finishing_with_chunks_missing_keeps_them_for_the_next_attempt(tmp_path: Path) -> None:
+    part = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    write(part, 0, 1)
+    with pytest.raises(ConnectionError, match="2 of 4 chunks are missing"):
+        part.finish(ManifestCache(tmp_path))
+    part.abandon()
+    assert PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK).missing() == [2, 3]
+
+
+def test_a_wrong_sha256_removes_the_part_and_names_nothing(tmp_path: Path) -> None:
+    wrong = hashlib.sha256(b"not this file").hexdigest()
+    part = PartFile(tmp_path, NAME, len(DATA), wrong, CHUNK)
+    write(part, 0, 1, 2, 3)
+    part.save_record()
+    with pytest.raises(ValueError, match="SHA-256 mismatch"):
+        part.finish(ManifestCache(tmp_path))
+    assert not (tmp_path / NAME).exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_already_there_with_the_same_sha256_is_complete(tmp_path: Path) -> None:
+    manifests = ManifestCache(tmp_path)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / NAME).write_bytes(DATA)
+    part = PartFile(tmp_path, NAME, len(DATA), SHA, CHUNK)
+    assert part.already_complete(manifests)
+    part.abandon(delete=True)
+    assert leftovers(tmp_path) == []
+    other = PartFile(tmp_path, NAME, len(DATA), hashlib.sha256(b"other").hexdigest(), CHUNK)
+    assert not other.already_complete(manifests)
+    other.abandon(delete=True)
+    assert (tmp_path / NAME).read_bytes() == DATA

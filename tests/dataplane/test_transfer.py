@@ -1,0 +1,281 @@
+"""Sending and receiving files between threads over loopback TCP, the way node actors do, without Ray.
+
+Each `Node` is a storage root with a listener whose connections are served by `Receiver.handle`
+on threads of their own, as `CastNode` serves them; the tests send with `send_subtree` (TCP)
+and `udp_cast` (UDP) and check the bytes that land on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dataplane.contract import CastPlan, Hop, Results, TargetResult
+from dataplane.flow import Counters, Limits, Progress
+from dataplane.inbox import Inbox, send_messages
+from dataplane.receiver import NameLocks, Receiver
+from dataplane.sender import ChunkSource, send_subtree
+from dataplane.storage import Manifest, ManifestCache, compute_manifest
+from dataplane.udp import udp_cast
+
+pytestmark = pytest.mark.unit
+
+SECRET = b"test-cluster-secret"
+CHUNK = 4096
+LOOPBACK = "127.0.0.1"
+
+
+class Node:
+    """A receiving node: its storage, and a listener serving each connection on a thread."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = name
+        root.mkdir(parents=True)
+        self.progress = Progress()
+        self.manifests = ManifestCache(root)
+        self.limits = Limits(io_timeout=10)
+        self.counters = Counters()
+        self.locks = NameLocks()
+        self.inbox = Inbox(10)
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.listener.settimeout(0.1)  # so that close() is noticed without a connection
+        self.port = self.listener.getsockname()[1]
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            Receiver(
+                root=self.root,
+                secret=SECRET,
+                progress=self.progress,
+                manifests=self.manifests,
+                limits=self.limits,
+                counters=self.counters,
+                locks=self.locks,
+                address=LOOPBACK,
+                inbox=self.inbox,
+            ).handle(conn)
+
+    def hop(self, target: int, *children: Hop) -> Hop:
+        return Hop(target, self.name, LOOPBACK, self.port, children)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join()
+        self.listener.close()
+
+    def leftovers(self) -> list[str]:
+        """What an unfinished receive leaves: `.part` files and resume records."""
+        found = [*self.root.rglob("*.part"), *(self.root / ".castray" / "partial").glob("*")]
+        return sorted(str(p.relative_to(self.root)) for p in found)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    made = Node(tmp_path / "n1", "n1")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def node2(tmp_path: Path) -> Iterator[Node]:
+    made = Node(tmp_path / "n2", "n2")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "source" / "file.bin"
+    path.parent.mkdir()
+    path.write_bytes(os.urandom(5 * CHUNK + 123))  # six chunks, the last one short
+    return path
+
+
+def send(
+    path: Path, hop: Hop, *, manifest: Manifest | None = None, counters: Counters | None = None, name: str = "f.bin"
+) -> Results:
+    """What a source actor does for one child: send the file from its storage down `hop`."""
+    manifest = manifest or compute_manifest(path, CHUNK)
+    return send_subtree(
+        ChunkSource.from_manifest(path, manifest),
+        hop,
+        transfer=1,
+        name=name,
+        secret=SECRET,
+        limits=Limits(io_timeout=10),
+        counters=counters or Counters(),
+        handle=open(path, "rb"),  # noqa: SIM115 - send_subtree closes it
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_arrives_byte_identical(node: Node, source: Path) -> None:
+    counters = Counters()
+    results = send(source, node.hop(1), counters=counters, name="in/dir/f.bin")
+    size = source.stat().st_size
+    assert results == {1: TargetResult(status="completed", bytes_received=size, sha256=sha256(source))}
+    assert (node.root / "in/dir/f.bin").read_bytes() == source.read_bytes()
+    assert node.leftovers() == []
+    assert counters.of(1) == size
+    row = node.progress.snapshot(1)[1]
+    assert (row.status, row.bytes_done, row.bytes_received, row.size) == ("completed", size, size, size)
+    # The receiver cached the manifest, so relaying or checking the file later does not rehash it.
+    assert node.manifests.peek_sha256("in/dir/f.bin", node.root / "in/dir/f.bin") == sha256(source)
+
+
+def test_a_relay_forwards_the_file_down_the_tree(node: Node, node2: Node, source: Path) -> None:
+    results = send(source, node.hop(1, node2.hop(2)))
+    assert {t: r.status for t, r in results.items()} == {1: "completed", 2: "completed"}
+    assert (node.root / "f.bin").read_bytes() == source.read_bytes()
+    assert (node2.root / "f.bin").read_bytes() == source.read_bytes()
+
+
+def test_an_empty_file_arrives(node: Node, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    assert send(empty, node.hop(1))[1].status == "completed"
+    assert (node.root / "f.bin").read_bytes() == b""
+
+
+def test_a_file_the_target_already_has_is_skipped(node: Node, source: Path) -> None:
+    (node.root / "f.bin").write_bytes(source.read_bytes())
+    counters = Counters()
+    assert send(source, node.hop(1), counters=counters) == {1: TargetResult(status="skipped")}
+    assert counters.of(1) == 0
+
+
+def test_a_corrupt_chunk_fails_with_the_reason_and_names_nothing(node: Node, source: Path) -> None:
+    manifest = compute_manifest(source, CHUNK)
+    crcs = list(manifest.crcs)
+    crcs[2] ^= 1  # the offer promises other bytes than the sender sends for chunk 2
+    results = send(source, node.hop(1), manifest=replace(manifest, crcs=crcs))
+    assert results[1].status == "failed"
+    assert "chunk 2 failed its checksum" in results[1].error
+    assert not (node.root / "f.bin").exists()
+
+
+def test_a_source_changed_after_its_manifest_fails_and_names_nothing(node: Node, source: Path) -> None:
+    manifest = compute_manifest(source, CHUNK)
+    with open(source, "r+b") as handle:
+        handle.seek(3 * CHUNK + 17)
+        byte = handle.read(1)
+        handle.seek(3 * CHUNK + 17)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    results = send(source, node.hop(1), manifest=manifest)
+    assert results[1].status == "failed"
+    assert "chunk 3 failed its checksum" in results[1].error
+    assert not (node.root / "f.bin").exists()
+
+
+def test_a_wrong_sha256_fails_and_leaves_nothing_to_resume(node: Node, source: Path) -> None:
+    manifest = replace(compute_manifest(source, CHUNK), sha256=hashlib.sha256(b"other").hexdigest())
+    results = send(source, node.hop(1), manifest=manifest)
+    assert results[1].status == "failed"
+    assert "SHA-256 mismatch" in results[1].error
+    assert not (node.root / "f.bin").exists()
+    assert node.leftovers() == []
+
+
+def test_a_second_attempt_receives_only_the_chunks_the_first_did_not(node: Node, source: Path) -> None:
+    manifest = compute_manifest(source, CHUNK)
+    crcs = list(manifest.crcs)
+    crcs[4] ^= 1  # the first attempt breaks off at chunk 4, having verified chunks 0-3
+    first = send(source, node.hop(1), manifest=replace(manifest, crcs=crcs))
+    assert first[1].status == "failed"
+    assert node.leftovers() != []  # the .part and its record are kept for the next attempt
+
+    counters = Counters()
+    second = send(source, node.hop(1), manifest=manifest, counters=counters)
+    size = source.stat().st_size
+    assert second == {1: TargetResult(status="completed", bytes_received=size - 4 * CHUNK, sha256=sha256(source))}
+    assert counters.of(1) == size - 4 * CHUNK
+    assert (node.root / "f.bin").read_bytes() == source.read_bytes()
+    assert node.leftovers() == []
+    row = node.progress.snapshot(1)[1]
+    assert (row.bytes_done, row.bytes_received) == (size, size - 4 * CHUNK)
+
+
+def test_an_offer_signed_with_another_key_is_refused(node: Node, source: Path) -> None:
+    manifest = compute_manifest(source, CHUNK)
+    results = send_subtree(
+        ChunkSource.from_manifest(source, manifest),
+        node.hop(1),
+        transfer=1,
+        name="f.bin",
+        secret=b"another cluster",
+        limits=Limits(io_timeout=10),
+        counters=Counters(),
+        handle=open(source, "rb"),  # noqa: SIM115 - send_subtree closes it
+    )
+    assert results[1].status == "failed"
+    assert "not signed with this cluster's key" in results[1].error
+    assert list(node.root.iterdir()) == []
+
+
+def test_an_unsafe_name_is_refused_at_the_receiver(node: Node, source: Path) -> None:
+    results = send(source, node.hop(1), name="../escape.bin")
+    assert results[1].status == "failed"
+    assert "'..'" in results[1].error
+    assert not (node.root.parent / "escape.bin").exists()
+
+
+def test_a_target_that_cannot_be_reached_fails_with_its_subtree(node: Node, source: Path) -> None:
+    with socket.create_server((LOOPBACK, 0)) as closed:
+        port = closed.getsockname()[1]
+    unreachable = Hop(1, "gone", LOOPBACK, port, (node.hop(2),))
+    results = send(source, unreachable)
+    assert {t: r.status for t, r in results.items()} == {1: "failed", 2: "failed"}
+    assert all("link to gone failed" in r.error for r in results.values())
+    assert not (node.root / "f.bin").exists()
+
+
+def test_udp_mode_repairs_lost_datagrams(node: Node, source: Path) -> None:
+    manifest = compute_manifest(source, CHUNK)
+    plan = CastPlan(
+        transfer=1,
+        name="file.bin",
+        dest_name="f.bin",
+        chunk_size=CHUNK,
+        sha256=manifest.sha256,
+        children=(node.hop(1),),
+        mode="udp",
+        udp_drop_every=2,  # the first pass loses every other datagram
+    )
+    results = udp_cast(plan, source, manifest, secret=SECRET, limits=Limits(io_timeout=10), counters=Counters())
+    assert results[1].status == "completed", results[1].error
+    assert results[1].udp_passes >= 2
+    assert (node.root / "f.bin").read_bytes() == source.read_bytes()
+    assert node.leftovers() == []
+
+
+def test_messages_reach_the_inbox_once(node: Node) -> None:
+    batch = [{"id": 1, "message": 50, "sender": "n0", "kind": "text", "content": "hello", "created": ""}]
+    assert send_messages(LOOPBACK, node.port, batch, secret=SECRET, timeout=10) == {1}
+    assert send_messages(LOOPBACK, node.port, batch, secret=SECRET, timeout=10) == {1}
+    assert [m["content"] for m in node.inbox.latest(10)] == ["hello"]
+    with pytest.raises(ConnectionError, match="not signed"):
+        send_messages(LOOPBACK, node.port, batch, secret=b"another cluster", timeout=10)
