@@ -87,3 +87,11 @@ def server(ray_cluster: RayCluster) -> Iterator[ClientServer]:
     finally:
         castray.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def env(server: ClientServer, tmp_path: Path) -> dict[str, str]:
+    """`castray`'s environment: the server and the admin's token, a config dir of its own."""
+    from tests.client.helpers import cli_env
+
+    return cli_env(tmp_path, CASTRAY_URL=server.url, CASTRAY_TOKEN=server.token)

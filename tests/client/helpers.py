@@ -44,6 +44,11 @@ def castray_json(*args: str, env: dict[str, str], timeout: float = 180) -> tuple
         raise AssertionError(f"not JSON (exit {result.returncode}):\n{result.stdout}\n{result.stderr}") from None
 
 
+def said(stream: str) -> str:
+    """What a person reads in the output: the words, without rich's boxes and line wrapping."""
+    return " ".join(stream.translate(str.maketrans("", "", "│╭╮╰╯─")).split())
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.helpers import castray, castray_json, cli_env
+from tests.client.helpers import castray, castray_json, cli_env, said
 
 pytestmark = pytest.mark.ray
 
@@ -36,7 +36,7 @@ def test_login_keeps_the_token_readable_only_by_its_owner(server, tmp_path: Path
     assert castray("logout", env=env).returncode == 0
     assert server.url not in json.loads(path.read_text())["servers"]
     result = castray("nodes", env=env)
-    assert result.returncode == 2 and "castray login" in result.stderr
+    assert result.returncode == 2 and "castray login" in said(result.stderr)
 
 
 def test_login_asks_for_user_and_password_when_not_given(server, tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_a_wrong_password_prints_the_servers_answer(server, tmp_path: Path) -> N
     env = cli_env(tmp_path)
     result = castray("login", server.url, "--user", "admin", "--password", "not-the-password", env=env)
     assert result.returncode == 1
-    assert "400" in result.stderr and "Unable to log in with provided credentials" in result.stderr
+    assert "400" in said(result.stderr) and "Unable to log in with provided credentials" in said(result.stderr)
     assert not (tmp_path / "config" / "castray" / "config.json").exists()
 
 
@@ -70,7 +70,7 @@ def test_a_wrong_token_prints_the_servers_401_message(server, tmp_path: Path) ->
     env = cli_env(tmp_path, CASTRAY_URL=server.url, CASTRAY_TOKEN="0" * 40)
     result = castray("nodes", env=env)
     assert result.returncode == 1
-    assert "401 Unauthorized: Invalid token." in result.stderr
+    assert "401 Unauthorized: Invalid token." in said(result.stderr)
 
     # --url/--token options win over the environment.
     result = castray("nodes", "--url", server.url, "--token", server.token, "--json", env=env)
@@ -83,4 +83,4 @@ def test_an_unreachable_server_is_an_error_not_a_traceback(tmp_path: Path) -> No
     env = cli_env(tmp_path, CASTRAY_URL=f"http://127.0.0.1:{free_port()}", CASTRAY_TOKEN="x")
     result = castray("nodes", env=env, timeout=60)
     assert result.returncode == 1
-    assert "cannot reach CastRay" in result.stderr and "Traceback" not in result.stderr
+    assert "cannot reach CastRay" in said(result.stderr) and "Traceback" not in said(result.stderr)
