@@ -10,14 +10,17 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from castray_client.models import Cast, FileInfo, Group, Message, Node, plain
+from castray_client.models import Cast, FileInfo, Group, Message, Node, Target, plain
 
 # Tables and results on stdout; progress bars and errors on stderr, so `castray ... > file` keeps
 # only what was asked for.
@@ -91,7 +94,8 @@ def groups_table(groups: list[Group]) -> Table:
 def cast_line(cast: Cast) -> str:
     targets = ", ".join(t.node for t in cast.targets) or "-"
     dest = f" as {cast.dest_name}" if cast.dest_name and cast.dest_name != cast.file_name else ""
-    line = f"cast #{cast.id} {cast.source}:{cast.file_name}{dest} ({human(cast.size)}, {cast.mode}) → {targets}: "
+    size = f"{human(cast.size)}, " if cast.size is not None else ""
+    line = f"cast #{cast.id} {cast.source}:{cast.file_name}{dest} ({size}{cast.mode}) → {targets}: "
     return escape(line) + styled(cast.status)
 
 
@@ -113,7 +117,8 @@ def outcome(cast: Cast) -> str:
             line += f" ({human(cast.size / cast.duration)}/s)"
     if cast.sha256:
         line += f", sha256 {cast.sha256[:16]}…"
-    if cast.error:
+    if cast.error and not any(t.error for t in cast.targets):
+        # A partial cast's error repeats its targets' reasons, which are printed one per line.
         line += f"\n[red]{escape(cast.error)}[/]"
     return line
 
@@ -162,6 +167,25 @@ def transfer_bar(console: Console = err) -> Progress:
     )
 
 
+class RateColumn(ProgressColumn):
+    """The server's rate once a target is done (a bar that jumps to 100% fools rich's estimate),
+    rich's own estimate while it receives."""
+
+    def render(self, task: Task) -> Text:
+        rate = task.fields.get("rate")
+        if rate is None:
+            rate = task.speed
+        return Text(f"{human(rate)}/s" if rate else "", style="progress.data.speed")
+
+
+def _shown_rate(target: Target) -> float | None:
+    # The server's rate is the whole receive's only for a completed target; a failed or
+    # cancelled one shows none, a receiving one rich's estimate (None).
+    if target.status == "completed":
+        return target.rate or 0.0
+    return 0.0 if target.final else None
+
+
 class CastBars:
     """One progress bar per target of a cast, fed with each state the watcher yields."""
 
@@ -170,7 +194,7 @@ class CastBars:
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            RateColumn(),
             TextColumn("{task.fields[state]}"),
             console=console,
         )
@@ -187,7 +211,8 @@ class CastBars:
         width = max((len(t.node) for t in cast.targets), default=4)
         for t in cast.targets:
             done = cast.size if t.status == "skipped" and cast.size else t.bytes_done
-            fields: dict[str, Any] = {"state": styled(t.status) + (f" [red]{escape(t.error)}[/]" if t.error else "")}
+            # Reasons are printed under the bars: here they would squeeze the bar to nothing.
+            fields: dict[str, Any] = {"state": styled(t.status), "rate": _shown_rate(t)}
             if t.node not in self.tasks:
                 self.tasks[t.node] = self.progress.add_task(escape(t.node.ljust(width)), total=cast.size, **fields)
             self.progress.update(self.tasks[t.node], completed=done, total=cast.size, **fields)

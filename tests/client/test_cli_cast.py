@@ -3,6 +3,7 @@ the worker, the node actors and the files on disk."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,44 @@ def test_a_cast_to_a_disabled_node_exits_1_with_its_reason(server, env: dict[str
         assert "target node(s) node_3 are disabled" in said(result.stderr)
         assert not (server.storage("node_2") / "cast" / "disabled.bin").exists()
     finally:
+        server.as_admin("POST", "/api/v1/nodes/node_3/enable/")
+        wait_for("node_3 online", lambda: server.nodes()["node_3"]["status"] == "online", timeout=60)
+
+
+def test_a_node_disabled_mid_cast_ends_it_partial_with_the_reason_per_target(server, env: dict[str, str]) -> None:
+    size = 24 * MiB
+    source = write_random(server.storage("node_1") / "cast" / "cut.bin", size)
+    assert server.as_admin("PATCH", "/api/v1/nodes/node_3/", {"ingress_cap": 2 * MiB})[0] == 200
+    time.sleep(1.5)  # the worker hands the new cap to the actors
+    try:
+        waiting = subprocess.Popen(
+            [*CLI, "cast", "node_1:cast/cut.bin", "--to", "node_2,node_3", "--fan-out", "2", "--wait", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def node_3_receiving() -> bool:
+            casts = server.get("/api/v1/transfers/?search=cut.bin")["results"]
+            return bool(casts) and any(
+                r["node"] == "node_3" and r["status"] == "receiving" and r["bytes_done"] > 0
+                for r in casts[0]["recipients"]
+            )
+
+        wait_for("node_3 receiving", node_3_receiving, timeout=60)
+        assert server.as_admin("POST", "/api/v1/nodes/node_3/disable/")[0] == 200
+        out, err = waiting.communicate(timeout=120)
+        assert waiting.returncode == 1, (out, err)
+        body = json.loads(out)
+        assert body["status"] == "partial"
+        by_node = {t["node"]: t for t in body["targets"]}
+        assert by_node["node_2"] == {"node": "node_2", "status": "completed", "bytes_received": size, "error": ""}
+        assert by_node["node_3"]["status"] == "failed" and by_node["node_3"]["error"]
+        assert (server.storage("node_2") / "cast" / "cut.bin").read_bytes() == source.read_bytes()
+        assert not (server.storage("node_3") / "cast" / "cut.bin").exists()
+    finally:
+        server.as_admin("PATCH", "/api/v1/nodes/node_3/", {"ingress_cap": None})
         server.as_admin("POST", "/api/v1/nodes/node_3/enable/")
         wait_for("node_3 online", lambda: server.nodes()["node_3"]["status"] == "online", timeout=60)
 
