@@ -189,3 +189,17 @@ def test_bad_arguments_exit_2_with_a_usage_message(server, env: dict[str, str], 
     result = castray(*args, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Usage: " in said(result.stderr) and says in said(result.stderr)
+
+
+def test_a_directory_is_cast_file_by_file_under_the_new_name(server, env: dict[str, str]) -> None:
+    root = server.storage("node_1") / "dataset"
+    files = {name: write_random(root / name, 200_000 + i) for i, name in enumerate(["a.bin", "b.bin", "sub/c.bin"])}
+
+    code, body = castray_json("cast", "node_1:dataset", "--to", "node_2", "--dest", "copies/dataset", "--wait", env=env)
+
+    assert code == 0, body
+    assert body["status"] == "completed" and len(body["id"]) == 3
+    assert body["size"] == sum(p.stat().st_size for p in files.values())
+    assert body["targets"] == [{"node": "node_2", "status": "completed", "bytes_received": body["size"], "error": ""}]
+    for name, path in files.items():
+        assert (server.storage("node_2") / "copies" / "dataset" / name).read_bytes() == path.read_bytes()
