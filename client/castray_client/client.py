@@ -379,7 +379,13 @@ class Client:
         expected = info.sha256 if info else None
         started_from = part.stat().st_size if resume and part.exists() else 0
         for whole_again in (False, True):
-            digest, size = self._fetch(node, name, part, resume=resume and not whole_again, progress=progress)
+            try:
+                digest, size = self._fetch(node, name, part, resume=resume and not whole_again, progress=progress)
+            except CastRayError:
+                # An empty .part (a refused download) helps nobody; one with bytes is kept to resume.
+                if part.exists() and part.stat().st_size == 0:
+                    part.unlink()
+                raise
             if expected is None or digest == expected:
                 os.replace(part, target)
                 return Download(target, size, digest, verified=expected is not None, resumed_from=started_from)

@@ -80,6 +80,7 @@ def test_put_then_get_64_mib_round_trips_and_an_interrupted_get_resumes_with_ran
     assert result.returncode == 0 and not stored.exists()
     result = castray("get", "node_1", "files/big.bin", str(tmp_path / "gone.bin"), env=env)
     assert result.returncode == 1 and "404" in said(result.stderr) and "does not exist" in said(result.stderr)
+    assert not (tmp_path / "gone.bin.part").exists()
 
 
 def test_put_refuses_to_replace_a_file_unless_told(server, env: dict[str, str], tmp_path: Path) -> None:
