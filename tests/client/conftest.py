@@ -53,6 +53,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)  # its logs and session files
 
 
 @pytest.fixture(scope="package")
