@@ -203,3 +203,28 @@ def test_a_directory_is_cast_file_by_file_under_the_new_name(server, env: dict[s
     assert body["targets"] == [{"node": "node_2", "status": "completed", "bytes_received": body["size"], "error": ""}]
     for name, path in files.items():
         assert (server.storage("node_2") / "copies" / "dataset" / name).read_bytes() == path.read_bytes()
+
+
+def test_groups_status_and_a_cast_to_a_group(server, env: dict[str, str]) -> None:
+    status, _ = server.as_admin("POST", "/api/v1/groups/", {"name": "pair", "nodes": ["node_2", "node_3"]})
+    assert status == 201
+    code, groups = castray_json("groups", env=env)
+    assert code == 0 and {"name": "pair", "nodes": ["node_2", "node_3"], "description": ""} in groups
+
+    source = write_random(server.storage("node_1") / "cast" / "grouped.bin", 2 * MiB)
+    code, body = castray_json("cast", "node_1:cast/grouped.bin", "--to", "group:pair", "--wait", env=env)
+    assert code == 0 and body["status"] == "completed"
+    assert sorted(t["node"] for t in body["targets"]) == ["node_2", "node_3"]
+    assert (server.storage("node_3") / "cast" / "grouped.bin").read_bytes() == source.read_bytes()
+
+    code, cluster = castray_json("status", env=env)
+    assert code == 0
+    assert [c["status"] for c in cluster["clusters"]] == ["connected"]
+    assert {n["name"]: n["status"] for n in cluster["nodes"]}["node_1"] == "online"
+    assert cluster["active_casts"] == [] or all(c["status"] in ("queued", "running") for c in cluster["active_casts"])
+
+    # The tables people read name the same things.
+    result = castray("nodes", env=env)
+    assert result.returncode == 0 and "node_1" in result.stdout and "online" in result.stdout
+    result = castray("status", env=env)
+    assert result.returncode == 0 and "Ray cluster" in said(result.stdout) and "connected" in result.stdout
