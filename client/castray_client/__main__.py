@@ -1,0 +1,3 @@
+from castray_client.cli import main
+
+main()
