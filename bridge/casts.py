@@ -230,11 +230,13 @@ class CastSteps:
         from ray.exceptions import RayError
 
         finished = []
+        # One query a tick for all of them: the worker ticks many times a second while casts run.
+        transfers = Transfer.objects.select_related("source").in_bulk(list(self.running))
         for run in list(self.running.values()):
-            transfer = Transfer.objects.select_related("source").get(pk=run.transfer_id)
-            if transfer.status != Transfer.Status.RUNNING or transfer.lease_owner != self.worker_id:
-                # Cancelled, or recovered by another worker after our lease ran out.
-                if transfer.status == Transfer.Status.CANCELLED:
+            transfer = transfers.get(run.transfer_id)
+            if transfer is None or transfer.status != Transfer.Status.RUNNING or transfer.lease_owner != self.worker_id:
+                # Deleted, cancelled, or recovered by another worker after our lease ran out.
+                if transfer is not None and transfer.status == Transfer.Status.CANCELLED:
                     self.cancel_on_actors(run, transfer)
                 del self.running[run.transfer_id]
                 finished.append(run.transfer_id)
