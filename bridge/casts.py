@@ -17,6 +17,7 @@ from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
 from nodes.models import Node
 from transfers import services
 from transfers.models import Target, Transfer
+from transfers.worker_services import transfer_add_round
 
 log = logging.getLogger("castray.worker")
 
@@ -119,8 +120,7 @@ class CastSteps:
                 transfer=transfer, size=run.info.size, sha256=run.info.sha256, tree=tree, chunk_size=chunk
             )
         else:
-            rounds = list(transfer.tree.get("rounds", [])) + [tree]
-            Transfer.objects.filter(pk=transfer.pk).update(tree={**transfer.tree, "rounds": rounds})
+            transfer_add_round(transfer=transfer, tree=tree)
         services.targets_set_parents(transfer=transfer, parents=_parents(children, transfer.source_id, run))
         run.rounds += 1
         if not hops:

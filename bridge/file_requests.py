@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from clusters import services
 from clusters.models import NodeFileRequest
+from clusters.worker_services import file_requests_expire
 from nodes.models import Node
 
 FETCH_BLOCK = 8 * 1024 * 1024
@@ -105,18 +106,12 @@ class FileRequestSteps:
         return finished
 
     def sweep_spool(self) -> int:
-        """Delete fetched files older than SPOOL_KEEP_SECONDS and mark their requests expired."""
-        cutoff = timezone.now() - timedelta(seconds=SPOOL_KEEP_SECONDS)
-        old = NodeFileRequest.objects.filter(
-            op=NodeFileRequest.Op.FETCH, status=NodeFileRequest.Status.DONE, finished_at__lt=cutoff
-        )
-        count = 0
-        for pk, path in old.values_list("pk", "spool_path"):
+        """Expire fetched files older than SPOOL_KEEP_SECONDS and delete them; return how many."""
+        paths = file_requests_expire(finished_before=timezone.now() - timedelta(seconds=SPOOL_KEEP_SECONDS))
+        for path in paths:
             if path:
                 Path(path).unlink(missing_ok=True)
-            NodeFileRequest.objects.filter(pk=pk).update(status=NodeFileRequest.Status.EXPIRED)
-            count += 1
-        return count
+        return len(paths)
 
 
 def serve_file_request(actor: Any, request: NodeFileRequest, tasks: ReadTasks) -> Outcome:

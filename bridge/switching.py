@@ -22,6 +22,7 @@ from bridge.config import RunConfig
 from bridge.connection import RayUnavailable
 from clusters import services
 from clusters.models import Cluster, ClusterOperation, RuntimeConfig
+from clusters.worker_services import operation_switching
 from nodes.models import Node
 
 log = logging.getLogger("castray.worker.clusters")
@@ -128,8 +129,7 @@ class SwitchSteps:
                 services.operation_finish(operation=operation, ok=False, message=f"{exc}; stayed on {current.name}")
                 return "unreachable"
         reason = f"interrupted: CastRay moved to Ray cluster {target.name} ({where}); queued again to resume there"
-        operation.requeued = self.detach(reason=reason)
-        operation.save(update_fields=["target", "requeued"])
+        operation_switching(operation=operation, target=target, requeued=self.detach(reason=reason))
         services.cluster_switch(target=target, worker_id=self.worker_id)
         self.operation = operation.pk
         self.switch_from = current.pk
