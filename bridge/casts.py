@@ -11,8 +11,8 @@ from typing import Any
 from django.conf import settings
 
 from bridge.config import RunConfig
-from bridge.connection import short_error
 from bridge.planner import plan_tree
+from castray_site.lib import short_error
 from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
 from nodes.models import Node
 from transfers import services

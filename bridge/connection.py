@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
+from castray_site.lib import short_error
+
 HEAD_RESOURCE = "node:__internal_head__"
 # Ray's connection belongs to the process (`ray.init` is process-wide), not to a worker, so
 # what this process attached to is kept here, beside it. What it asked `ray.init` for: None
@@ -263,9 +265,3 @@ def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         return dict(pool.map(one, targets.items()))
-
-
-def short_error(exc: BaseException) -> str:
-    """An exception as one short line for a status detail or a log: its type and first line."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from bridge import connection as ray_connection
-from bridge.connection import short_error
+from castray_site.lib import short_error
 from clusters import services
 from clusters.models import Cluster, NodePlacement
 from nodes.models import Node

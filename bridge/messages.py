@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from bridge.connection import short_error
+from castray_site.lib import short_error
 from dataplane.contract import InboxMessage, MessageBatch
 from nodes.models import Node
 from transfers import services

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from bridge.config import RunConfig
-from bridge.connection import short_error
+from castray_site.lib import short_error
 from dataplane.contract import Caps
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat

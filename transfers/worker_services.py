@@ -9,8 +9,8 @@ from typing import Any
 
 from django.db import transaction
 
+from transfers.events import publish_transfer
 from transfers.models import Transfer
-from transfers.services import publish_transfer
 
 
 @transaction.atomic
