@@ -13,8 +13,9 @@ from bridge.casts import Running
 from bridge.config import RunConfig
 from bridge.worker import Worker
 from clusters.models import NodeFileRequest, RuntimeConfig
+from dataplane.contract import FileInfo
 from nodes.services import node_create
-from transfers.models import Transfer
+from transfers.models import Target, Transfer
 from transfers.services import transfer_create
 from transfers.worker_services import transfer_add_round
 
@@ -44,6 +45,19 @@ def test_poll_reads_every_running_cast_in_one_query(storage, django_assert_num_q
     with django_assert_num_queries(1):
         finished = worker.poll()
     assert len(finished) == 4 and not worker.running
+
+
+def test_a_cast_with_no_target_left_to_serve_finishes_without_asking_ray(storage) -> None:  # type: ignore[no-untyped-def]
+    # Its only target's node is offline (it never answered): the round has nobody to send to.
+    source, target = node_create(name="a"), node_create(name="b")
+    transfer = transfer_create(source=source, file_name="f.bin", targets=[target])
+    worker = Worker(worker_id="w")
+    run = worker.running[transfer.pk] = Running(transfer.pk, "info", ref=None, info=FileInfo("f.bin", 1, "0" * 64))
+    assert worker.launch(run, transfer) == 0
+    transfer.refresh_from_db()
+    assert transfer.status == Transfer.Status.FAILED and not worker.running
+    assert transfer.targets.get().status == Target.Status.FAILED
+    assert transfer.targets.get().error.startswith("target node b is offline")
 
 
 def test_a_repair_round_is_recorded_and_published(storage, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
