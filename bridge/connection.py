@@ -12,9 +12,16 @@ from typing import Any
 
 from django.conf import settings
 
+from castray_site.lib import short_error
+
 HEAD_RESOURCE = "node:__internal_head__"
-# What this process asked `ray.init` for: None until it did, "" for a local Ray it started.
+# Ray's connection belongs to the process (`ray.init` is process-wide), not to a worker, so
+# what this process attached to is kept here, beside it. What it asked `ray.init` for: None
+# until it did, "" for a local Ray it started.
 _attached: str | None = None
+# The dashboard URL of the cluster attached to, from the context `ray.init` returned ("" when
+# the cluster has no dashboard, or when the host process initialised Ray itself).
+_dashboard_url = ""
 
 
 class RayUnavailable(Exception):
@@ -68,9 +75,11 @@ def _configure_auth(address: str) -> None:
         return
     os.environ["RAY_AUTH_MODE"] = mode
     try:
+        # Private, and the only way: Ray caches its configuration when first imported and has
+        # no public call to read RAY_AUTH_MODE again before the next `ray.init`.
         from ray._raylet import Config
 
-        Config.initialize("")  # Ray caches its configuration; read the mode again
+        Config.initialize("")
     except Exception:  # noqa: BLE001 - older Ray: the environment alone is enough
         pass
 
@@ -82,7 +91,7 @@ def connect(address: str) -> dict[str, Any]:
     (`ray.shutdown()`) first. Detaching from a cluster someone else started leaves that
     cluster running; only a local Ray this process started itself stops with it.
     """
-    global _attached
+    global _attached, _dashboard_url
     import ray
 
     if address:
@@ -94,7 +103,7 @@ def connect(address: str) -> dict[str, Any]:
         if address == _attached or (address and address == current):
             return snapshot()
         ray.shutdown()
-        _attached = None
+        _attached, _dashboard_url = None, ""
     _configure_auth(address)
     kwargs: dict[str, Any] = {
         "namespace": settings.CASTRAY_RAY_NAMESPACE,
@@ -111,28 +120,30 @@ def connect(address: str) -> dict[str, Any]:
     try:
         if address:
             # Attach without resource arguments: the cluster's own configuration wins.
-            ray.init(address=address, **kwargs)
+            context = ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", include_dashboard=False, **kwargs)
+            context = ray.init(address="local", include_dashboard=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to start or attach is "degraded"
         if ray.is_initialized():
             ray.shutdown()
-        raise RayUnavailable(f"Ray did not start at {address or 'local'}: {_first_line(exc)}") from None
+        raise RayUnavailable(f"Ray did not start at {address or 'local'}: {short_error(exc)}") from None
     finally:
         if main and callable(handler):
             signal.signal(signal.SIGTERM, handler)
     _attached = address
+    url = context.dashboard_url or ""
+    _dashboard_url = url if not url or url.startswith("http") else f"http://{url}"
     return snapshot()
 
 
 def disconnect() -> None:
     """Detach this process from Ray (a local Ray it started stops; other clusters go on)."""
-    global _attached
+    global _attached, _dashboard_url
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    _attached = None
+    _attached, _dashboard_url = None, ""
 
 
 def ray_node_row(n: dict[str, Any]) -> dict[str, Any]:
@@ -162,14 +173,13 @@ def snapshot() -> dict[str, Any]:
         "resources": ray.cluster_resources(),
         "available_resources": ray.available_resources(),
         "ray_nodes": [ray_node_row(n) for n in ray.nodes()],
-        "dashboard_url": _dashboard_url(),
+        "dashboard_url": _dashboard_url,
     }
 
 
 def stats(namespace: str) -> dict[str, Any]:
     """Actors, object store use and per-node resources: what /ray/stats shows."""
     import ray
-    from ray._private import state
 
     total = ray.cluster_resources()
     available = ray.available_resources()
@@ -183,12 +193,14 @@ def stats(namespace: str) -> dict[str, Any]:
         "actors": {"total": 0, "alive": 0, "by_state": {}, "castray": []},
         "nodes": {},
     }
-    try:
-        per_node_total = state.total_resources_per_node()
-        per_node_free = state.available_resources_per_node()
-        for node_id, res in per_node_total.items():
-            free = per_node_free.get(node_id, {})
-            out["nodes"][node_id] = {
+    per_node_free, actors = _gcs_tables()
+    if per_node_free is not None:
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            res = node.get("Resources") or {}
+            free = per_node_free.get(node["NodeID"], {})
+            out["nodes"][node["NodeID"]] = {
                 "cpu": res.get("CPU", 0),
                 "cpu_free": free.get("CPU", 0),
                 "object_store_bytes": int(res.get("object_store_memory", 0)),
@@ -196,12 +208,6 @@ def stats(namespace: str) -> dict[str, Any]:
                     max(0.0, float(res.get("object_store_memory", 0)) - float(free.get("object_store_memory", 0)))
                 ),
             }
-    except Exception:  # noqa: BLE001 - Ray's per-node view is internal API; totals still stand
-        pass
-    try:
-        actors = state.actors()
-    except Exception:  # noqa: BLE001
-        actors = {}
     by_state: dict[str, int] = {}
     for actor in actors.values():
         by_state[actor.get("State", "UNKNOWN")] = by_state.get(actor.get("State", "UNKNOWN"), 0) + 1
@@ -215,6 +221,29 @@ def stats(namespace: str) -> dict[str, Any]:
             )
     out["actors"].update(total=len(actors), alive=by_state.get("ALIVE", 0), by_state=by_state)
     return out
+
+
+def _gcs_tables() -> tuple[dict[str, dict[str, float]] | None, dict[str, dict[str, Any]]]:
+    """Free resources per live Ray node (None: unreadable), and the actor table, from the GCS.
+
+    Ray's private `ray._private.state`, used here and nowhere else, because Ray 2.60 has no
+    public call that works everywhere CastRay runs: the state API (`ray.util.state`) asks the
+    dashboard's HTTP server, which the local Ray CastRay starts does not run
+    (include_dashboard=False) and clusters may run without; `ray.nodes()` gives each node's
+    total resources but not what is free of them; nothing else lists actors with their state,
+    pid and node. Each read is best effort: the totals still stand without them.
+    """
+    from ray._private import state
+
+    try:
+        free: dict[str, dict[str, float]] | None = state.available_resources_per_node()
+    except Exception:  # noqa: BLE001 - internal API: its absence must not cost the totals
+        free = None
+    try:
+        actors: dict[str, dict[str, Any]] = state.actors()
+    except Exception:  # noqa: BLE001
+        actors = {}
+    return free, actors
 
 
 def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str, str]:
@@ -236,18 +265,3 @@ def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         return dict(pool.map(one, targets.items()))
-
-
-def _dashboard_url() -> str:
-    try:
-        from ray._private.worker import get_dashboard_url
-
-        url = get_dashboard_url() or ""
-    except Exception:  # noqa: BLE001 - no dashboard is a normal state
-        return ""
-    return url if not url or url.startswith("http") else f"http://{url}"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]

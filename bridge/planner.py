@@ -25,7 +25,7 @@ def plan_tree(source: str, hops: list[Hop], fan_out: int = DEFAULT_FAN_OUT) -> t
         raise ValueError("fan-out must be at least 1")
     parent_of = [(i - 1) // fan_out for i in range(1, len(hops) + 1)]  # 0 is the source
     kids: list[list[Hop]] = [[] for _ in range(len(hops) + 1)]
-    built: list[Hop] = [hops[0]] * len(hops)
+    built: list[Hop] = list(hops)  # replaced below; a copy, so no targets plans an empty tree
     # Hops are immutable: build the deepest first, so each parent is made with its children.
     for i in range(len(hops), 0, -1):
         built[i - 1] = replace(hops[i - 1], children=tuple(reversed(kids[i])))

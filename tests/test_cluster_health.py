@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
-from bridge import worker_steps
 from bridge.connection import snapshot
-from bridge.worker_steps import StepState, rebind_candidate
+from bridge.worker import Worker
 from clusters.models import Cluster, ClusterOperation, NodePlacement, RuntimeConfig
 from clusters.services import cluster_active, operation_claim, operation_request, placements_record
 from nodes.models import Node
@@ -38,22 +36,22 @@ def row(node_id: str, *, alive: bool = True, host: str = "h1", label: str = "") 
 
 
 def test_a_labelled_machine_is_found_again_under_its_new_raylet() -> None:
-    state = StepState()
+    worker = Worker(worker_id="w")
     rows = [row("old", alive=False, label="m1"), row("new", label="m1"), row("other", label="m2")]
-    assert rebind_candidate(state, "old", "label:m1", rows, "castray.io/node")["node_id"] == "new"
+    assert worker.rebind_candidate("old", "label:m1", rows, "castray.io/node")["node_id"] == "new"
     # Two live raylets claiming the same machine: ambiguous, nobody is moved.
     rows.append(row("twin", label="m1"))
-    assert rebind_candidate(state, "old", "label:m1", rows, "castray.io/node") is None
+    assert worker.rebind_candidate("old", "label:m1", rows, "castray.io/node") is None
 
 
 def test_by_host_name_only_a_raylet_that_joined_after_the_loss_counts() -> None:
-    state = StepState()
-    state.first_seen["sibling"] = 100.0  # was already there: another raylet on the same host
-    state.down["old"] = 200.0
+    worker = Worker(worker_id="w")
+    worker.first_seen["sibling"] = 100.0  # was already there: another raylet on the same host
+    worker.down["old"] = 200.0
     rows = [row("old", alive=False), row("sibling")]
-    assert rebind_candidate(state, "old", "host:h1", rows, "castray.io/node") is None
-    state.first_seen["sibling"] = 250.0  # joined after the old one went down: the machine is back
-    assert rebind_candidate(state, "old", "host:h1", rows, "castray.io/node")["node_id"] == "sibling"
+    assert worker.rebind_candidate("old", "host:h1", rows, "castray.io/node") is None
+    worker.first_seen["sibling"] = 250.0  # joined after the old one went down: the machine is back
+    assert worker.rebind_candidate("old", "host:h1", rows, "castray.io/node")["node_id"] == "sibling"
 
 
 def test_operations_are_claimed_once() -> None:
@@ -64,25 +62,21 @@ def test_operations_are_claimed_once() -> None:
     assert (op.status, op.worker_id) == ("running", "w1")
 
 
-@pytest.fixture
-def restore_config() -> Iterator[None]:
-    yield
-    worker_steps.restore_runtime_config()
-
-
 @pytest.mark.ray
-def test_the_worker_applies_recorded_configuration_and_restores_defaults(worker, restore_config) -> None:  # type: ignore[no-untyped-def]
+def test_the_worker_applies_recorded_configuration_and_restores_defaults(worker) -> None:  # type: ignore[no-untyped-def]
     default_fan_out = django_settings.CASTRAY_DEFAULT_FAN_OUT
     RuntimeConfig.objects.create(pk=1, default_fan_out=5, max_active_transfers=3)
-    assert worker_steps.before_connect(worker)["config"] == {
+    assert worker.before_connect()["config"] == {
         "CASTRAY_DEFAULT_FAN_OUT": 5,
         "CASTRAY_MAX_ACTIVE_TRANSFERS": 3,
     }
-    assert django_settings.CASTRAY_DEFAULT_FAN_OUT == 5
-    RuntimeConfig.objects.filter(pk=1).update(default_fan_out=None)
-    worker_steps.state_of(worker).last_control = float("-inf")
-    worker_steps.before_connect(worker)
+    assert worker.config.default_fan_out == 5 and worker.config.max_active_transfers == 3
+    # The worker holds the values; the process's settings stay what the environment set.
     assert default_fan_out == django_settings.CASTRAY_DEFAULT_FAN_OUT
+    RuntimeConfig.objects.filter(pk=1).update(default_fan_out=None)
+    worker.last_control = float("-inf")
+    worker.before_connect()
+    assert default_fan_out == worker.config.default_fan_out
 
 
 @pytest.mark.ray
@@ -93,16 +87,16 @@ def test_a_dead_ray_node_takes_its_nodes_offline_and_fails_their_part_in_casts(w
     transfer.targets.update(status=Target.Status.RECEIVING)
     Node.objects.filter(pk=dst.pk).update(ray_node_id="d" * 56)
     rows = [*snapshot()["ray_nodes"], row("d" * 56, alive=False)]
-    did = worker_steps.check_health(worker, cluster_active(), rows)
+    did = worker.check_health(cluster_active(), rows)
     assert did["down"] == ["node_2"]
     dst.refresh_from_db()
     assert dst.status == Node.Status.OFFLINE
     assert dst.status_detail == f"its Ray node {'d' * 12} at 10.0.0.1 is dead (received SIGKILL)"
     target = transfer.targets.get()
     assert target.status == Target.Status.FAILED and target.error.startswith("node_2 went offline: its Ray node")
-    assert dst.pk not in worker.actors and worker_steps.node_held(worker, dst)
+    assert dst.pk not in worker.actors and worker.node_held(dst)
     # Marked once: the next heartbeat does not mark it again.
-    assert "down" not in worker_steps.check_health(worker, cluster_active(), rows)
+    assert "down" not in worker.check_health(cluster_active(), rows)
 
 
 @pytest.mark.ray
@@ -134,7 +128,7 @@ def test_an_operator_pin_to_a_wrong_ray_node_is_left_for_ray_to_report(worker, s
 
 @pytest.mark.ray
 def test_stats_are_recorded(worker, nodes) -> None:  # type: ignore[no-untyped-def]
-    worker_steps.state_of(worker).last_stats = float("-inf")
+    worker.last_stats = float("-inf")
     worker.last_nodes = 0
     worker.tick()
     stats = Cluster.objects.get(active=True).stats
@@ -173,8 +167,8 @@ def test_demo_mode_casts_a_random_file_to_up_to_two_nodes(worker, nodes) -> None
 @pytest.mark.ray
 def test_a_switch_to_an_unreachable_cluster_fails_and_changes_nothing(worker, nodes) -> None:  # type: ignore[no-untyped-def]
     op = operation_request(kind=ClusterOperation.Kind.CONNECT, address="127.0.0.1:1")
-    worker_steps.state_of(worker).last_control = float("-inf")
-    assert worker_steps.before_connect(worker)["operation"] == "unreachable"
+    worker.last_control = float("-inf")
+    assert worker.before_connect()["operation"] == "unreachable"
     op.refresh_from_db()
     assert op.status == "failed" and "cannot reach Ray at 127.0.0.1:1" in op.message
     assert "stayed on default" in op.message

@@ -21,8 +21,8 @@ from django.conf import settings
 
 from bridge.worker import Worker
 from dataplane.contract import Caps
+from nodes.edit_services import node_register
 from nodes.models import Node
-from nodes.services import node_create
 from transfers.models import Message, Transfer
 from transfers.services import messages_create_bulk, transfer_create
 
@@ -48,9 +48,9 @@ class BenchCluster:
     def make_nodes(self, n: int, *, cap: int | None = None) -> list[Node]:
         start = len(self.nodes)
         for i in range(start, start + n):
-            node = node_create(name=f"{self.tag}{i}", storage_dir=str(self.root / str(i)))
-            if cap:
-                Node.objects.filter(pk=node.pk).update(egress_cap=cap, ingress_cap=cap)
+            # No cap (0 or None): the node takes the default.
+            limits = {"egress_cap": cap, "ingress_cap": cap} if cap else {}
+            node = node_register(name=f"{self.tag}{i}", storage_dir=str(self.root / str(i)), **limits)
             self.nodes.append(node)
         names = [n.name for n in self.nodes]
         if not self.worker.run_until(
@@ -69,7 +69,7 @@ class BenchCluster:
         return ray.get(getattr(self.worker.actors[node.pk], method).remote(*args))
 
     def generate(self, node: Node, name: str, size: int) -> dict[str, Any]:
-        return self.call(node, "generate_file", name, size, "random", settings.CASTRAY_CHUNK_SIZE)
+        return self.call(node, "generate_file", name, size, "random", self.worker.config.chunk_size)
 
     def cast(self, **kwargs: Any) -> tuple[Transfer, float]:
         started = time.perf_counter()
