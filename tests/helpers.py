@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,8 +15,7 @@ def write_file(node: Node, name: str, data: bytes) -> Path:
     return path
 
 
-def random_file(node: Node, name: str, size: int) -> Path:
-    path = Path(node.storage_root) / name
+def write_random(path: Path, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         left = size
@@ -26,9 +26,21 @@ def random_file(node: Node, name: str, size: int) -> Path:
     return path
 
 
+def random_file(node: Node, name: str, size: int) -> Path:
+    return write_random(Path(node.storage_root) / name, size)
+
+
 def finished(transfer: Transfer):  # type: ignore[no-untyped-def]
     def check() -> bool:
         transfer.refresh_from_db()
         return transfer.status in Transfer.FINAL
 
     return check
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of
+from tests.helpers import sha256_of
 from tests.servers import BASE_DIR, RunningServer, castray_up
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -13,8 +13,7 @@ from bridge.worker import Worker
 from clusters.models import Cluster, ClusterOperation, NodePlacement, RuntimeConfig
 from clusters.services import cluster_active, operation_claim, operation_request, placements_record
 from nodes.models import Node
-from tests.conftest import sha256_of
-from tests.helpers import finished
+from tests.helpers import finished, sha256_of
 from transfers.models import Target, Transfer
 from transfers.services import transfer_create
 

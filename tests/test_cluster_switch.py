@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_fixtures import BASE_DIR, CastRayServer, RayCluster
-from tests.conftest import sha256_of
+from tests.helpers import sha256_of
 
 pytestmark = pytest.mark.ray
 LABEL = "castray.io/node"

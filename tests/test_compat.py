@@ -17,8 +17,7 @@ from clusters.models import Cluster
 from nodes.edit_services import group_create
 from nodes.models import Node
 from nodes.services import node_create, node_set_enabled
-from tests.conftest import sha256_of
-from tests.helpers import finished
+from tests.helpers import finished, sha256_of
 from transfers.models import Delivery, Message, Target, Transfer
 from transfers.services import message_create, transfer_create
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import sha256_of
+from tests.helpers import sha256_of
 from tests.servers import api_call, free_port
 
 pytestmark = pytest.mark.ray

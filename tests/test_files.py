@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
-from tests.conftest import sha256_of
+from tests.helpers import sha256_of
 from transfers.models import Transfer
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of
-from tests.helpers import finished, random_file
+from tests.helpers import finished, random_file, sha256_of
 from transfers.models import Target, Transfer
 from transfers.services import transfer_create
 

@@ -8,8 +8,6 @@ HTTP only, as an operator would.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -18,17 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_fixtures import CastRayServer, RayCluster
+from tests.helpers import sha256_of, write_random
 
 pytestmark = pytest.mark.ray
 LABEL = "castray.io/node"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @pytest.fixture
@@ -54,16 +45,6 @@ def server(cluster: RayCluster, tmp_path: Path) -> Iterator[CastRayServer]:
         yield castray
     finally:
         castray.stop()
-
-
-def write_random(path: Path, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        left = size
-        while left:
-            block = os.urandom(min(left, 1 << 20))
-            handle.write(block)
-            left -= len(block)
 
 
 def test_adopt_broadcast_lose_a_raylet_mid_cast_and_get_it_back(cluster: RayCluster, server: CastRayServer) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import sha256_of
+from tests.helpers import sha256_of
 from tests.servers import RunningServer, castray_up
 
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -9,8 +9,7 @@ import pytest
 from django.conf import settings
 
 from nodes.services import node_set_enabled
-from tests.conftest import sha256_of
-from tests.helpers import finished, random_file
+from tests.helpers import finished, random_file, sha256_of
 from transfers.models import Target, Transfer
 from transfers.services import transfer_create
 

@@ -12,8 +12,7 @@ from bridge.worker import Worker
 from clusters.models import Cluster
 from clusters.services import cluster_active
 from nodes.models import Node
-from tests.conftest import sha256_of
-from tests.helpers import finished, random_file
+from tests.helpers import finished, random_file, sha256_of
 from transfers.models import Target, Transfer
 from transfers.services import transfer_create
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -47,25 +46,6 @@ def castray_json(*args: str, env: dict[str, str], timeout: float = 180) -> tuple
 def said(stream: str) -> str:
     """What a person reads in the output: the words, without rich's boxes and line wrapping."""
     return " ".join(stream.translate(str.maketrans("", "", "│╭╮╰╯─")).split())
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_random(path: Path, size: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        left = size
-        while left:
-            block = os.urandom(min(left, 1 << 20))
-            handle.write(block)
-            left -= len(block)
-    return path
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:

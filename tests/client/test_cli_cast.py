@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.helpers import CLI, castray, castray_json, said, sha256_of, wait_for, write_random
+from tests.client.helpers import CLI, castray, castray_json, said, wait_for
+from tests.helpers import sha256_of, write_random
 
 pytestmark = pytest.mark.ray
 MiB = 1024 * 1024

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from castray_client import Cast, CastRayError, Client, Node, WaitTimeout
 
-from tests.client.helpers import FlakyProxy, write_random
+from tests.client.helpers import FlakyProxy
+from tests.helpers import write_random
 from tests.servers import free_port
 
 pytestmark = pytest.mark.ray

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from tests.client.helpers import sha256_of, write_random
+from tests.helpers import sha256_of, write_random
 
 pytestmark = pytest.mark.ray
 MiB = 1024 * 1024
