@@ -9,7 +9,7 @@ configured, a source the server cannot cast from); 3 a wait that timed out (the 
 import sys
 
 # Each module adds its commands to the app when imported.
-from castray_client.cli import account, casts, files, messages  # noqa: F401
+from castray_client.cli import account, casts, files, messages, nodes  # noqa: F401
 from castray_client.cli.common import EXIT_INTERRUPTED, app
 
 

@@ -1,4 +1,4 @@
-"""Nodes, groups and casts: `nodes`, `groups`, `cast`, `status`, `history`, `cancel`, `retry`."""
+"""Casts: `cast`, `status`, `history`, `cancel`, `retry`."""
 
 import hashlib
 import time
@@ -31,31 +31,6 @@ from castray_client.cli.common import (
 from castray_client.client import CastRayError, Client, WaitTimeout, target_choice
 from castray_client.display import out
 from castray_client.models import Cast, plain
-
-
-# --- nodes and groups ----------------------------------------------------------------------
-@app.command()
-@handled
-def nodes(ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List the nodes: status, address, bandwidth caps, Ray node."""
-    with connect(ctx, url, token) as client:
-        found = client.nodes()
-    if as_json:
-        print_json(found)
-    else:
-        out.print(display.nodes_table(found))
-
-
-@app.command()
-@handled
-def groups(ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List the node groups and their members."""
-    with connect(ctx, url, token) as client:
-        found = client.groups()
-    if as_json:
-        print_json(found)
-    else:
-        out.print(display.groups_table(found))
 
 
 # --- casting -------------------------------------------------------------------------------
