@@ -17,7 +17,7 @@ from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
 from nodes.models import Node
 from transfers import services
 from transfers.models import Target, Transfer
-from transfers.worker_services import transfer_add_round
+from transfers.services import transfer_add_round
 
 log = logging.getLogger("castray.worker")
 

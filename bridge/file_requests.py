@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from clusters import services
 from clusters.models import NodeFileRequest
-from clusters.worker_services import file_requests_expire
+from clusters.services import file_requests_expire
 from nodes.models import Node
 
 FETCH_BLOCK = 8 * 1024 * 1024

@@ -22,7 +22,7 @@ from bridge.config import RunConfig
 from bridge.connection import RayUnavailable
 from clusters import services
 from clusters.models import Cluster, ClusterOperation, RuntimeConfig
-from clusters.worker_services import operation_switching
+from clusters.services import operation_switching
 from nodes.models import Node
 
 log = logging.getLogger("castray.worker.clusters")

@@ -16,8 +16,7 @@ from clusters.models import NodeFileRequest, RuntimeConfig
 from dataplane.contract import FileInfo
 from nodes.services import node_create
 from transfers.models import Target, Transfer
-from transfers.services import transfer_create
-from transfers.worker_services import transfer_add_round
+from transfers.services import transfer_add_round, transfer_create
 
 pytestmark = pytest.mark.django_db
 

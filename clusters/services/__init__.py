@@ -8,7 +8,12 @@ One module per entity; this package re-exports them so that callers (the worker'
 from __future__ import annotations
 
 from clusters.services.config import CONFIG_SETTINGS, runtime_config_effective, runtime_config_update
-from clusters.services.file_requests import file_request_claim, file_request_create, file_request_finish
+from clusters.services.file_requests import (
+    file_request_claim,
+    file_request_create,
+    file_request_finish,
+    file_requests_expire,
+)
 from clusters.services.operations import (
     ADDRESS_RE,
     OperationError,
@@ -16,6 +21,7 @@ from clusters.services.operations import (
     operation_claim,
     operation_finish,
     operation_request,
+    operation_switching,
 )
 from clusters.services.placements import node_mark_down, node_rebind, nodes_adopt, placements_record, ray_node_key
 from clusters.services.records import (
@@ -31,6 +37,8 @@ from clusters.services.records import (
 )
 
 __all__ = [
+    "operation_switching",
+    "file_requests_expire",
     "ADDRESS_RE",
     "CONFIG_SETTINGS",
     "OperationError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -64,3 +65,17 @@ def file_request_finish(
         spool_path=spool_path,
         finished_at=timezone.now(),
     )
+
+
+@transaction.atomic
+def file_requests_expire(*, finished_before: datetime) -> list[str]:
+    """Mark fetched files older than `finished_before` expired; return their spool paths to delete.
+
+    The rows change first: a download checks the status, so none starts on a file being deleted.
+    """
+    old = NodeFileRequest.objects.select_for_update().filter(
+        op=NodeFileRequest.Op.FETCH, status=NodeFileRequest.Status.DONE, finished_at__lt=finished_before
+    )
+    rows = list(old.values_list("pk", "spool_path"))
+    NodeFileRequest.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=NodeFileRequest.Status.EXPIRED)
+    return [path for _, path in rows]

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from castray_site.errors import DomainError
-from clusters.models import ClusterOperation
+from clusters.models import Cluster, ClusterOperation
 from clusters.services.records import cluster_active
 
 ADDRESS_RE = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
@@ -79,4 +79,13 @@ def operation_finish(*, operation: ClusterOperation, ok: bool, message: str) -> 
     operation.message = message[:4000]
     operation.finished_at = timezone.now()
     operation.save(update_fields=["status", "message", "finished_at", "target", "requeued"])
+    return operation
+
+
+@transaction.atomic
+def operation_switching(*, operation: ClusterOperation, target: Cluster, requeued: list[int]) -> ClusterOperation:
+    """Record where a switch goes and which casts it sent back to the queue, before it connects."""
+    operation.target = target
+    operation.requeued = requeued
+    operation.save(update_fields=["target", "requeued"])
     return operation

@@ -10,6 +10,7 @@ from __future__ import annotations
 from transfers.events import publish_transfer
 from transfers.services.casts import (
     busy_nodes,
+    transfer_add_round,
     transfer_cancel,
     transfer_claim,
     transfer_create,
@@ -38,6 +39,7 @@ from transfers.services.targets import (
 )
 
 __all__ = [
+    "transfer_add_round",
     "MAX_MESSAGE_BYTES",
     "CastError",
     "NotFinished",
