@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from castray_client.watch import watch_cast
+
 if TYPE_CHECKING:
     from castray_client.client import Client
 
@@ -217,8 +219,6 @@ class Cast:
         Follows `/ws/transfers/<id>`; where the socket cannot be opened it polls instead.
         Raises `WaitTimeout` after `timeout` seconds.
         """
-        from castray_client.watch import watch_cast
-
         return watch_cast(self._client(), self, timeout=timeout, poll_interval=poll_interval)
 
     def wait(self, timeout: float | None = None, min_ready: int | None = None) -> Cast:

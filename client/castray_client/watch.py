@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from castray_client.client import WaitTimeout
-from castray_client.models import Cast
+from castray_client.transport import WaitTimeout
 
 if TYPE_CHECKING:
     from castray_client.client import Client
+    from castray_client.models import Cast
 
 # Events only notify (the database is the truth), and progress events are throttled; with no
 # event for this long the cast is read again, so a missed event never stalls a watcher.
