@@ -38,10 +38,14 @@ RECENT_SHOWN = 10
 
 
 def _with_counts(transfers: QuerySet[Transfer]) -> QuerySet[Transfer]:
-    return transfers.select_related("source").annotate(
-        target_count=Count("targets"),
-        done_count=Count("targets", filter=Q(targets__status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
-        failed_count=Count("targets", filter=Q(targets__status=Target.Status.FAILED)),
+    return (
+        transfers.select_related("source")
+        .annotate(
+            target_count=Count("targets"),
+            done_count=Count("targets", filter=Q(targets__status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
+            failed_count=Count("targets", filter=Q(targets__status=Target.Status.FAILED)),
+        )
+        .prefetch_related("targets")  # the rate column reads them (Transfer.rate)
     )
 
 
@@ -162,11 +166,16 @@ def cast(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int | None]:
+def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int | bool | None]:
     delivered = sum(t.bytes_done for t in targets if t.status in (Target.Status.COMPLETED, Target.Status.SKIPPED))
     duration = transfer.duration
     return {
         "delivered": delivered,
+        # What crossed the network to the targets, whatever became of the cast: a cancelled
+        # one shows what its targets had received when it stopped.
+        "received": sum(t.bytes_received for t in targets),
+        # "No bytes sent" is true of one cast only: every target already held the file.
+        "all_skipped": bool(targets) and all(t.status == Target.Status.SKIPPED for t in targets),
         "duration": duration,
         "throughput": delivered / duration if duration else None,
         # Bytes that reached receivers per byte the source sent: about N for a relay tree of
