@@ -1,5 +1,5 @@
-"""What a cast's records say once it ran: the bytes a cancelled cast moved and the cast rate.
-The worker's steps are driven through the services it calls.
+"""What a cast's records say once it ran: the bytes a cancelled cast moved, the cast rate, and
+the samples behind the rate chart. The worker's steps are driven through the services it calls.
 
 node_1 casts to node_2 and node_3; sizes are in MiB as people read them on the page.
 """
@@ -20,6 +20,7 @@ from nodes.models import Node
 from nodes.services import node_create
 from transfers import services
 from transfers.models import Target, Transfer
+from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, add_sample
 
 pytestmark = pytest.mark.django_db
 MiB = 1024 * 1024
@@ -192,3 +193,83 @@ def test_the_history_shows_no_rate_for_a_cast_that_delivered_nothing(browser: Cl
     text = browser.get("/transfers/").content.decode()
     row_html = text[text.index(f'href="/transfers/{running.pk}/"') :].split("</tr>")[0]
     assert "B/s" not in row_html, row_html
+
+
+# --- the rate chart's samples ----------------------------------------------------------------
+def rates(samples: list[list[float]]) -> list[float]:
+    """A target's receive rates between successive samples (the chart's rule)."""
+    return [(b1 - b0) / (t1 - t0) for (t0, b0), (t1, b1) in zip(samples, samples[1:], strict=False)]
+
+
+def test_a_completed_targets_last_sample_is_at_its_finish_not_a_spike(running: Transfer) -> None:
+    # 137 MB/s reported every 0.1 s; the receiver's final report comes after its last, and
+    # the worker records the result seconds later still.
+    node_2 = target(running, "node_2")
+    speed, start = 137e6, time.time() - 10
+    size = 100 * MiB
+    for i in range(1, 8):
+        at = start + 0.1 * i
+        services.target_progress(transfer=running, rows={node_2.pk: row(int(speed * 0.1 * i), started=start, at=at)})
+    finished = start + size / speed
+    final = row(size, started=start, at=finished, finished=finished) | {"status": "completed"}
+    services.target_progress(transfer=running, rows={node_2.pk: final})
+    services.targets_record(transfer=running, results={node_2.pk: {"status": "completed", "bytes_received": size}})
+
+    node_2.refresh_from_db()
+    assert node_2.status == "completed" and node_2.bytes_received == size
+    assert node_2.samples[0] == [round(start, 3), 0]
+    assert node_2.samples[-1] == [round(finished, 3), size]  # the finish, not when it was recorded
+    assert max(rates(node_2.samples)) == pytest.approx(speed, rel=0.01)
+
+
+def test_a_result_without_a_final_report_is_sampled_when_recorded(running: Transfer) -> None:
+    node_2 = target(running, "node_2")
+    start = time.time() - 2
+    services.target_progress(transfer=running, rows={node_2.pk: row(50 * MiB, started=start, at=start + 1)})
+    services.targets_record(transfer=running, results={node_2.pk: {"status": "completed", "bytes_received": 100 * MiB}})
+    node_2.refresh_from_db()
+    assert [b for _, b in node_2.samples] == [0, 50 * MiB, 100 * MiB]
+    # The last 50 MiB over the time up to the record: late, so lower, never a spike.
+    assert rates(node_2.samples)[-1] <= 50 * MiB * 1.01
+
+
+def test_bytes_received_count_each_attempt_once(running: Transfer) -> None:
+    node_2 = target(running, "node_2")
+    start = time.time() - 10
+    services.target_progress(transfer=running, rows={node_2.pk: row(30 * MiB, started=start, at=start + 1)})
+    # Its relay failed: the receive reported none of the 30 MiB it took in; progress did.
+    services.targets_record(transfer=running, results={node_2.pk: {"status": "failed", "error": "relay died"}})
+    services.targets_retry(transfer=running, target_ids=[node_2.pk], reason="re-parented")
+    again = start + 5
+    second = row(50 * MiB, received=20 * MiB, started=again, at=again + 1)
+    services.target_progress(transfer=running, rows={node_2.pk: second})
+    node_2.refresh_from_db()
+    assert (node_2.bytes_received, node_2.bytes_done) == (50 * MiB, 50 * MiB)
+    # The second attempt starts from what the first received: no jump between them.
+    assert node_2.samples[-2:] == [[round(again, 3), 30 * MiB], [round(again + 1, 3), 50 * MiB]]
+    assert rates(node_2.samples)[-1] == pytest.approx(20 * MiB)
+
+    services.targets_record(transfer=running, results={node_2.pk: {"status": "completed", "bytes_received": 70 * MiB}})
+    node_2.refresh_from_db()
+    assert node_2.bytes_received == 100 * MiB
+
+
+def test_samples_are_spaced_and_bounded() -> None:
+    samples: list[list[float]] = []
+    for i in range(4000):
+        add_sample(samples, 1000 + i * 0.25, i)
+    assert len(samples) <= MAX_SAMPLES
+    assert samples[0] == [1000, 0] and samples[-1] == [1000 + 3999 * 0.25, 3999]
+    gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
+    assert min(gaps[:-1]) >= SAMPLE_SECONDS
+    assert not add_sample(samples, 1000, 1)  # older than the last: ignored
+
+
+def test_the_page_serves_the_samples_the_chart_draws(browser: Client, running: Transfer) -> None:
+    node_2 = target(running, "node_2")
+    start = time.time() - 5
+    services.target_progress(transfer=running, rows={node_2.pk: row(10 * MiB, started=start, at=start + 1)})
+    text = page(browser, running)
+    data = text[text.index('id="transfer-data"') :]
+    assert f'"{node_2.pk}": [[{round(start, 3)}, 0], [{round(start + 1, 3)}, {10 * MiB}]]' in data
+    assert f'"sample_seconds": {SAMPLE_SECONDS}' in data

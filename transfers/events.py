@@ -44,6 +44,8 @@ log = logging.getLogger("castray.events")
 STATUS_GROUP = "status"
 # Progress-only events for one transfer closer together than this are dropped (per process).
 MIN_PROGRESS_INTERVAL = 0.25
+# Samples per target an event carries; the page adds the ones it has not seen.
+RECENT_SAMPLES = 3
 
 
 def transfer_group(transfer_id: int) -> str:
@@ -61,6 +63,9 @@ class TargetState(TypedDict):
     bytes_done: int
     rate: float | None
     error: str
+    # Its latest rate-chart samples, [unix seconds, bytes received] (transfers/samples.py):
+    # a few, so that an attempt's start and first report arrive together.
+    samples: list[list[float]]
 
 
 class TransferEvent(TypedDict):
@@ -100,6 +105,7 @@ def target_states(targets: Iterable[Target]) -> list[TargetState]:
             "bytes_done": t.bytes_done,
             "rate": t.rate,
             "error": t.error,
+            "samples": t.samples[-RECENT_SAMPLES:],
         }
         for t in targets
     ]

@@ -131,6 +131,9 @@ class Target(models.Model):
     received_before = models.BigIntegerField(
         default=0, help_text="Bytes received by the attempts whose result was recorded."
     )
+    samples = models.JSONField(
+        default=list, blank=True, help_text="[unix seconds, bytes received] pairs: the rate chart's (samples.py)."
+    )
     rate = models.FloatField(null=True, blank=True, help_text="Bytes per second.")
     parent = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     started_at = models.DateTimeField(null=True, blank=True)

@@ -28,6 +28,7 @@ from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
+from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, Sample
 from transfers.selectors import status_snapshot
 from transfers.services import CastError, transfer_cancel, transfer_create, transfer_retry
 from transfers.templatetags.castray import size as filesize
@@ -189,6 +190,19 @@ def _picture(transfer: Transfer, targets: list[Target]) -> TreePicture | None:
     return layout(transfer.tree or {}, {t.node.name: t.status for t in targets})
 
 
+def _samples(target: Target) -> list[Sample]:
+    """A target's rate-chart samples (transfers/samples.py).
+
+    A target recorded before samples were kept has its start and its finish: the chart then
+    draws its average over that time, by the same rule.
+    """
+    if target.samples:
+        return target.samples
+    if target.started_at and target.finished_at and target.bytes_received:
+        return [[target.started_at.timestamp(), 0], [target.finished_at.timestamp(), target.bytes_received]]
+    return []
+
+
 @login_required
 def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
     transfer = get_object_or_404(Transfer.objects.select_related("source", "group", "requested_by"), pk=transfer_id)
@@ -203,6 +217,11 @@ def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
         "rate": transfer.rate,
         "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],
         "final": transfer.status in Transfer.FINAL,
+        "tree": transfer.tree,
+        # The rate chart's samples per target, and the rule the page adds live ones by.
+        "samples": {t.pk: _samples(t) for t in targets},
+        "sample_seconds": SAMPLE_SECONDS,
+        "max_samples": MAX_SAMPLES,
     }
     return render(
         request,

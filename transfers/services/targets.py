@@ -14,6 +14,7 @@ from castray_site.errors import DomainError
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
+from transfers.samples import add_sample
 
 
 class CastError(DomainError):
@@ -119,6 +120,16 @@ def _progress(target: Target, row: dict[str, Any]) -> bool:
         elapsed = updated - (started or 0)
         target.rate = moved / elapsed if started and elapsed > 0 else None
         fields.append("rate")
+    # An attempt's first sample is its start, with nothing of it received yet; the next is
+    # when the receiver measured these bytes (its finish once done), not when they got here.
+    sampled = False
+    if started and (not target.samples or started > target.samples[-1][0]):
+        sampled = add_sample(target.samples, started, target.received_before)
+    when = row.get("finished") or updated
+    if when and add_sample(target.samples, when, target.bytes_received):
+        sampled = True
+    if sampled:
+        fields.append("samples")
     if not fields:
         return False
     target.save(update_fields=list(dict.fromkeys(fields)))
@@ -146,9 +157,16 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         # from an earlier cast did not move now (unknown bytes count as the whole file).
         seconds = (now - target.started_at).total_seconds()
         target.rate = (target.bytes_received or size) / seconds if seconds > 0 else None
+    # The last sample: what arrived by now. If the receiver's own final report came first it
+    # holds the same bytes at the true finish time, and a later equal sample adds nothing. A
+    # target done before any report has its start as its first sample: its average is drawn.
+    if not target.samples and target.started_at:
+        add_sample(target.samples, target.started_at.timestamp(), 0)
+    if not target.samples or target.samples[-1][1] != target.bytes_received:
+        add_sample(target.samples, now.timestamp(), target.bytes_received)
 
 
-RESULT_FIELDS = ["status", "error", "bytes_done", "bytes_received", "received_before", "finished_at", "rate"]
+RESULT_FIELDS = ["status", "error", "bytes_done", "bytes_received", "received_before", "finished_at", "rate", "samples"]
 
 
 @transaction.atomic
