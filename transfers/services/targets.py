@@ -194,3 +194,5 @@ def targets_set_parents(*, transfer: Transfer, parents: dict[int, int | None]) -
     for target in transfer.targets.filter(pk__in=list(parents)):
         target.parent_id = parents[target.pk]
         target.save(update_fields=["parent"])
+    # The page's From column follows the tree as it is planned, not only at the next progress.
+    publish_transfer(transfer)

@@ -268,6 +268,8 @@
     for (const [id, samples] of Object.entries(data.samples || {})) series[id] = samples.slice();
     let size = data.size;
     let final = data.final;
+    let treeShown = JSON.stringify(data.tree || {});
+    let settle = 0;
 
     const redraw = () => drawChart(chart, rateSteps(Object.values(series)), final ? "no progress was sampled for this cast" : null);
     redraw();
@@ -297,16 +299,31 @@
         })
         .catch(() => {});
     }
+    function showTotals(event) {
+      if (event.sha256) {
+        const sha = $("#total-sha");
+        setText(sha, "sha256 " + event.sha256.slice(0, 16) + "…");
+        sha.title = event.sha256;
+      }
+      // Recorded as each round ends: until then the page says so rather than "0 B".
+      if (event.source_bytes_sent) {
+        setText($("#source-bytes"), fmt.size(event.source_bytes_sent));
+        const copies = size ? (event.source_bytes_sent / size).toFixed(2) + " copies" : "—";
+        setText($("#source-note"), `${copies} · relays sent ${fmt.size(event.relay_bytes_sent)}`);
+      }
+      const received = $("#total-received");
+      if (received) setText(received, fmt.size(event.targets.reduce((sum, t) => sum + (t.bytes_received || 0), 0)));
+    }
 
     socket(`/ws/transfers/${data.id}`, (event) => {
       if (event.type !== "transfer.update") return;
-      const wasQueued = $("#transfer-status").textContent === "queued";
       if (event.size !== null && event.size !== undefined) size = event.size;
       setBadge($("#transfer-status"), event.status);
       setText($("#total-size"), fmt.size(size));
       const box = $("#transfer-error");
       box.hidden = !event.error;
       setText(box, event.error || "");
+      showTotals(event);
       for (const t of event.targets) {
         const row = $(`#targets tr[data-target="${t.id}"]`);
         if (row) {
@@ -316,6 +333,8 @@
           setText($('[data-field="bytes"]', row), fmt.size(held));
           setText($('[data-field="rate"]', row), fmt.rate(t.rate));
           setText($('[data-field="error"]', row), t.error || "");
+          if (t.parent !== undefined) setText($('[data-field="parent"]', row), t.parent || "—");
+          if (t.attempts !== undefined) setText($('[data-field="attempts"]', row), String(t.attempts));
         }
         setState($(`#tree g[data-node="${CSS.escape(t.node)}"]`), t.status);
         if (!series[t.id]) series[t.id] = [];
@@ -324,11 +343,19 @@
       const nowFinal = FINAL.includes(event.status);
       final = final || nowFinal;
       redraw();
-      if ((wasQueued && event.status !== "queued") || nowFinal) refreshTree();
+      // The worker plans the tree after the cast starts, and plans again if a relay fails.
+      const tree = JSON.stringify(event.tree || {});
+      if (event.tree !== undefined && tree !== treeShown) {
+        treeShown = tree;
+        refreshTree();
+      }
       if (nowFinal) {
         $("#cancel-form").hidden = true;
         $("#retry-form").hidden = false;
-        refreshTotals();
+        // What the worker records after the end (a cancelled cast's bytes) comes in a few
+        // more events: one reload of the totals and the tree's colours after the last.
+        clearTimeout(settle);
+        settle = setTimeout(() => { refreshTotals(); refreshTree(); }, 300);
       }
     });
   }
