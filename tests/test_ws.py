@@ -98,6 +98,17 @@ async def receive(communicator: WebsocketCommunicator, kind: str, **match: Any) 
             return message
 
 
+async def receive_within(communicator: WebsocketCommunicator, kind: str, within: float) -> dict[str, Any]:
+    """The next message of type `kind`, which must come within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {kind} within {within} s"
+        message = await communicator.receive_json_from(timeout=left)
+        if message["type"] == kind:
+            return message
+
+
 async def test_anonymous_connections_are_refused_with_4401() -> None:
     for path in ["/ws", "/ws/transfers/1", "/ws/nodes/1"]:
         communicator = await connect(path)
@@ -230,6 +241,23 @@ async def test_the_transfer_event_carries_what_the_page_shows_once_known(token: 
     assert node_2["bytes_received"] == 300
     assert node_2["samples"] == [[round(now - 1, 3), 0], [round(now, 3), 300]]
     await page.disconnect()
+
+
+async def test_the_dashboard_hears_active_counts_move_with_a_cast(monkeypatch, token: str, cast: Transfer) -> None:
+    from transfers import consumers
+
+    monkeypatch.setattr(consumers, "STATUS_REFRESH_SECONDS", 600)  # only events may refresh it
+    feed = await connect(f"/ws?token={token}")
+
+    def active(message: dict[str, Any]) -> dict[str, int]:
+        return {n["node_id"]: n["active_transfers"] for n in message["data"]["node_statuses"]}
+
+    assert active(await receive(feed, "status_update")) == {"node_1": 1, "node_2": 1, "node_3": 1}
+    await database_sync_to_async(services.transfer_cancel)(transfer=cast)
+    await receive(feed, "transfer_activity", status="cancelled")
+    message = await receive_within(feed, "status_update", within=3)
+    assert active(message) == {"node_1": 0, "node_2": 0, "node_3": 0}
+    await feed.disconnect()
 
 
 async def test_a_client_that_reconnects_gets_the_current_state(token: str, cast: Transfer) -> None:

@@ -15,8 +15,9 @@ What clients receive (transfers/consumers.py):
 
 - `/ws` (dashboards; the earlier CastRay's feed). On connect: `{"type": "status_update",
   "data": <status snapshot>}`. Then `transfer.update` -> `{"type": "transfer_activity",
-  "data": TransferActivity}`; `node.update` and `cluster.update` -> a fresh `status_update`
-  (several in a burst give one).
+  "data": TransferActivity}`, and when a cast's or a target's status changed, a fresh
+  `status_update` (nodes' active counts moved); `node.update` and `cluster.update` -> a fresh
+  `status_update`. Several in a burst give one `status_update`.
 - `/ws/transfers/<id>` (transfer page). On connect the transfer's current `transfer.update`;
   then its `transfer.update` events as they are.
 - `/ws/nodes/<id>` (node page). On connect the node's current `node.update`; then its
