@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -24,13 +23,6 @@ from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, add_sample
 
 pytestmark = pytest.mark.django_db
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def browser(alice: User) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
 
 
 @pytest.fixture

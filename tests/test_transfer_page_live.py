@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import BASE_DIR
+from tests.servers import BASE_DIR, stop
 from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, add_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,11 +82,7 @@ def page_server(tmp_path: Path) -> Iterator[PageServer]:
         try:
             yield PageServer(process, log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 @pytest.fixture
