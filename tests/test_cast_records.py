@@ -214,6 +214,30 @@ def test_a_completed_targets_last_sample_is_at_its_finish_not_a_spike(running: T
     assert max(rates(node_2.samples)) == pytest.approx(speed, rel=0.01)
 
 
+def test_a_verified_final_report_records_the_target_at_once_and_samples_its_finish(running: Transfer) -> None:
+    # The receiver's last row says the file is verified: the target is done now (min_ready),
+    # its bytes and its last sample are the receiver's, timed when it finished.
+    node_2 = target(running, "node_2")
+    start = time.time() - 5
+    services.target_progress(transfer=running, rows={node_2.pk: row(60 * MiB, started=start, at=start + 1)})
+    done = row(100 * MiB, started=start, at=start + 2, finished=start + 2) | {
+        "status": "completed",
+        "sha256": "ab" * 32,
+    }
+    services.target_progress(transfer=running, rows={node_2.pk: done})
+
+    node_2.refresh_from_db()
+    assert (node_2.status, node_2.bytes_done, node_2.bytes_received) == ("completed", 100 * MiB, 100 * MiB)
+    assert node_2.samples == [[round(start, 3), 0], [round(start + 1, 3), 60 * MiB], [round(start + 2, 3), 100 * MiB]]
+    assert target(running, "node_3").status == "receiving"
+    # The round's result for it, when the cast ends, changes nothing.
+    services.transfer_finish(
+        transfer=running, results={node_2.pk: {"status": "completed", "bytes_received": 100 * MiB}}
+    )
+    node_2.refresh_from_db()
+    assert node_2.bytes_received == 100 * MiB and len(node_2.samples) == 3
+
+
 def test_a_result_without_a_final_report_is_sampled_when_recorded(running: Transfer) -> None:
     node_2 = target(running, "node_2")
     start = time.time() - 2
