@@ -37,24 +37,39 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+# Ports this session has handed to a Ray process; a port is never handed out twice.
+_HANDED: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return port not in _HANDED
+
+
 def _port_range(width: int = 60) -> tuple[int, int]:
-    # Each raylet gets worker ports of its own so that raylets sharing this host never collide.
-    # They are drawn below the kernel's ephemeral range, where free_port() picks the other
-    # components' ports: once a random object-manager port fell inside the worker range and
-    # `ray start` refused to run.
+    """`width` free ports below the kernel's ephemeral range.
+
+    Every port a Ray node listens on is drawn there, never with bind(0): the kernel hands
+    ports of the ephemeral range to outgoing connections too, and the many gRPC clients of a
+    starting cluster took a port picked with bind(0) before its raylet or runtime-env agent
+    could bind it (a raylet whose agent then kept resetting connections, marked dead by Ray
+    before the test's deliberate kill). Worker ranges must not overlap the other ports either.
+    """
     ephemeral_low = _ephemeral_low()
-    for _ in range(50):
+    for _ in range(200):
         start = random.randrange(10000, ephemeral_low - width)
-        ok = True
-        for port in (start, start + width // 2, start + width - 1):
-            with socket.socket() as s:
-                try:
-                    s.bind(("0.0.0.0", port))
-                except OSError:
-                    ok = False
-        if ok:
+        if all(_bindable(port) for port in (start, start + width // 2, start + width - 1)):
+            _HANDED.update(range(start, start + width))
             return start, start + width - 1
-    raise RuntimeError("no free port range for Ray workers")
+    raise RuntimeError(f"no {width} free ports below {ephemeral_low} for Ray")
+
+
+def listen_port() -> int:
+    return _port_range(1)[0]
 
 
 class RayNodeProcess:
@@ -142,12 +157,12 @@ class RayCluster:
             "--disable-usage-stats",
             f"--min-worker-port={low}",
             f"--max-worker-port={high}",
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
+            f"--node-manager-port={listen_port()}",
+            f"--object-manager-port={listen_port()}",
+            f"--dashboard-agent-listen-port={listen_port()}",
+            f"--dashboard-agent-grpc-port={listen_port()}",
+            f"--runtime-env-agent-port={listen_port()}",
+            f"--metrics-export-port={listen_port()}",
             "--object-store-memory=100000000",
         ]
         if resources:
@@ -157,14 +172,14 @@ class RayCluster:
         return args
 
     def start_head(self, *, resources: dict[str, float] | None = None, labels: dict[str, str] | None = None) -> str:
-        port = free_port()
+        port = listen_port()
         temp_dir = self.root / "n0"
         args = [
             "--head",
             f"--port={port}",
             "--node-ip-address=127.0.0.1",
             "--include-dashboard=false",
-            f"--dashboard-port={free_port()}",
+            f"--dashboard-port={listen_port()}",
             *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
         ]
         node = RayNodeProcess("head", args, temp_dir, self.root / "n0.log", self.env)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
 
@@ -66,6 +67,14 @@ def alice(db) -> User:  # type: ignore[no-untyped-def]
 def root_user(db) -> User:  # type: ignore[no-untyped-def]
     # Root is staff: may manage nodes.
     return User.objects.create_user("root", password="root-password", is_staff=True)
+
+
+@pytest.fixture
+def browser(alice: User) -> Client:
+    """Alice logged in to the web pages."""
+    client = Client()
+    client.force_login(alice)
+    return client
 
 
 @pytest.fixture

@@ -42,6 +42,15 @@ def api_call(
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Ask a server process to stop; kill it if it has not within 20 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 class RunningServer:
     def __init__(self, data_dir: Path, port: int, log: Path) -> None:
         self.data_dir = data_dir
@@ -134,9 +143,5 @@ def _castray_up_process(
             raise AssertionError("server never became ready:\n" + log_path.read_text())
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()

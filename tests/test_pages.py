@@ -27,13 +27,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(alice: User) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def nodes(storage: Path) -> list[Node]:
     made = [node_create(name=f"node_{i}") for i in (1, 2, 3)]
     Node.objects.update(status=Node.Status.ONLINE, address="10.0.0.5", port=47000)

@@ -98,6 +98,17 @@ async def receive(communicator: WebsocketCommunicator, kind: str, **match: Any) 
             return message
 
 
+async def receive_within(communicator: WebsocketCommunicator, kind: str, within: float) -> dict[str, Any]:
+    """The next message of type `kind`, which must come within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {kind} within {within} s"
+        message = await communicator.receive_json_from(timeout=left)
+        if message["type"] == kind:
+            return message
+
+
 async def test_anonymous_connections_are_refused_with_4401() -> None:
     for path in ["/ws", "/ws/transfers/1", "/ws/nodes/1"]:
         communicator = await connect(path)
@@ -191,6 +202,62 @@ async def test_the_feed_relays_a_cast_from_queued_to_completed(token: str, cast:
 
     await feed.disconnect()
     await page.disconnect()
+
+
+async def test_the_transfer_event_carries_what_the_page_shows_once_known(token: str, cast: Transfer) -> None:
+    # The page opens before the worker has asked the source or planned the tree.
+    page = await connect(f"/ws/transfers/{cast.pk}?token={token}")
+    first = await receive(page, "transfer.update")
+    assert (first["sha256"], first["tree"], first["attempts"]) == ("", {}, 0)
+    assert {t["parent"] for t in first["targets"]} == {None}
+
+    transfer = (await database_sync_to_async(services.transfer_claim)(worker_id="w", lease_seconds=30, limit=1))[0]
+    tree = {"root": "node_1", "fan_out": 1, "edges": [["node_1", "node_2"], ["node_2", "node_3"]]}
+    await database_sync_to_async(services.transfer_start)(
+        transfer=transfer, size=1000, sha256="ab" * 32, tree=tree, chunk_size=65536
+    )
+    started = await receive(page, "transfer.update", sha256="ab" * 32)
+    assert started["tree"] == tree and started["size"] == 1000 and started["attempts"] == 1
+    assert {t["attempts"] for t in started["targets"]} == {1}
+
+    # The parents come right after, within the progress throttle: they must not be dropped.
+    nodes = dict(await database_sync_to_async(lambda: list(Node.objects.values_list("name", "pk")))())
+    ids = {t["node"]: t["id"] for t in started["targets"]}
+    parents = {ids["node_2"]: nodes["node_1"], ids["node_3"]: nodes["node_2"]}
+    await database_sync_to_async(services.targets_set_parents)(transfer=transfer, parents=parents)
+    planned = await receive(page, "transfer.update", status="running")
+    while not planned["targets"][0]["parent"]:
+        planned = await receive(page, "transfer.update", status="running")
+    assert {t["node"]: t["parent"] for t in planned["targets"]} == {"node_2": "node_1", "node_3": "node_2"}
+
+    now = time.time()
+    row = {"status": "receiving", "bytes_done": 400, "bytes_received": 300, "started": now - 1, "updated": now}
+    await asyncio.sleep(MIN_PROGRESS_INTERVAL)
+    await database_sync_to_async(services.target_progress)(transfer=transfer, rows={ids["node_2"]: row})
+    progress = await receive(page, "transfer.update", status="running")
+    while progress["targets"][0]["bytes_done"] != 400:
+        progress = await receive(page, "transfer.update", status="running")
+    node_2 = progress["targets"][0]
+    assert node_2["bytes_received"] == 300
+    assert node_2["samples"] == [[round(now - 1, 3), 0], [round(now, 3), 300]]
+    await page.disconnect()
+
+
+async def test_the_dashboard_hears_active_counts_move_with_a_cast(monkeypatch, token: str, cast: Transfer) -> None:
+    from transfers import consumers
+
+    monkeypatch.setattr(consumers, "STATUS_REFRESH_SECONDS", 600)  # only events may refresh it
+    feed = await connect(f"/ws?token={token}")
+
+    def active(message: dict[str, Any]) -> dict[str, int]:
+        return {n["node_id"]: n["active_transfers"] for n in message["data"]["node_statuses"]}
+
+    assert active(await receive(feed, "status_update")) == {"node_1": 1, "node_2": 1, "node_3": 1}
+    await database_sync_to_async(services.transfer_cancel)(transfer=cast)
+    await receive(feed, "transfer_activity", status="cancelled")
+    message = await receive_within(feed, "status_update", within=3)
+    assert active(message) == {"node_1": 0, "node_2": 0, "node_3": 0}
+    await feed.disconnect()
 
 
 async def test_a_client_that_reconnects_gets_the_current_state(token: str, cast: Transfer) -> None:

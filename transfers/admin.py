@@ -127,6 +127,7 @@ class TransferAdmin(admin.ModelAdmin):
                     distinct=True,
                 ),
             )
+            .prefetch_related("targets")  # the rate column reads them (Transfer.rate)
         )
 
     @admin.display(description="targets done")

@@ -94,6 +94,7 @@ class StatusConsumer(_Authenticated):
         if not await self.authenticated():
             return
         self.labels: dict[int, dict[str, str]] = {}
+        self.statuses: dict[int, tuple[str, ...]] = {}  # per cast: its status and its targets'
         self.tasks: list[asyncio.Task[None]] = []
         self.status_due: asyncio.Task[None] | None = None
         await self.accept_and_join(STATUS_GROUP)
@@ -143,6 +144,14 @@ class StatusConsumer(_Authenticated):
         }
         message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
         await self.send_json(message)
+        # A cast that starts, a target that finishes: nodes' active counts move, and the
+        # dashboard shows them from the status snapshot, not from this event.
+        statuses = (event["status"], *(t["status"] for t in event["targets"]))
+        if self.statuses.get(transfer_id) != statuses:
+            if len(self.statuses) > 1000:
+                self.statuses.clear()
+            self.statuses[transfer_id] = statuses
+            self.status_changed()
 
     async def node_update(self, event: dict[str, Any]) -> None:
         self.status_changed()

@@ -4,14 +4,20 @@ payload from its row, and the one helper that sends them.
 The database is the truth; these only notify. Events go out after the transaction commits,
 to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is throttled here
 (at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`); an event that
-changes a status always goes out, so a client never misses a state, only intermediate bytes.
+changes anything but bytes, rates and samples (a status, a parent, the tree, the checksum)
+always goes out, so a client never misses a state, only intermediate bytes.
+
+A `transfer.update` carries what the transfer page shows, so the page fills in as the cast
+runs: the size and SHA-256 once the source answered, the tree once the worker planned it,
+each target's parent, attempts, bytes and latest rate sample (transfers/samples.py).
 
 What clients receive (transfers/consumers.py):
 
 - `/ws` (dashboards; the earlier CastRay's feed). On connect: `{"type": "status_update",
   "data": <status snapshot>}`. Then `transfer.update` -> `{"type": "transfer_activity",
-  "data": TransferActivity}`; `node.update` and `cluster.update` -> a fresh `status_update`
-  (several in a burst give one).
+  "data": TransferActivity}`, and when a cast's or a target's status changed, a fresh
+  `status_update` (nodes' active counts moved); `node.update` and `cluster.update` -> a fresh
+  `status_update`. Several in a burst give one `status_update`.
 - `/ws/transfers/<id>` (transfer page). On connect the transfer's current `transfer.update`;
   then its `transfer.update` events as they are.
 - `/ws/nodes/<id>` (node page). On connect the node's current `node.update`; then its
@@ -23,6 +29,7 @@ The status snapshot has the shape of the old `GET /api/status` (transfers/select
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -44,6 +51,8 @@ log = logging.getLogger("castray.events")
 STATUS_GROUP = "status"
 # Progress-only events for one transfer closer together than this are dropped (per process).
 MIN_PROGRESS_INTERVAL = 0.25
+# Samples per target an event carries; the page adds the ones it has not seen.
+RECENT_SAMPLES = 3
 
 
 def transfer_group(transfer_id: int) -> str:
@@ -58,9 +67,15 @@ class TargetState(TypedDict):
     id: int
     node: str
     status: str
-    bytes_done: int
+    bytes_done: int  # held, chunks resumed from an earlier cast included
+    bytes_received: int  # crossed the network to it
     rate: float | None
     error: str
+    parent: str | None  # the node it receives from, once the tree is planned
+    attempts: int
+    # Its latest rate-chart samples, [unix seconds, bytes received] (transfers/samples.py):
+    # a few, so that an attempt's start and first report arrive together.
+    samples: list[list[float]]
 
 
 class TransferEvent(TypedDict):
@@ -68,6 +83,11 @@ class TransferEvent(TypedDict):
     transfer: int
     status: str
     size: int | None
+    sha256: str  # "" until the source answered
+    tree: dict[str, Any]  # {} until the worker planned it
+    attempts: int
+    source_bytes_sent: int  # as the worker recorded them (at the end of each round)
+    relay_bytes_sent: int
     error: str
     targets: list[TargetState]
 
@@ -92,28 +112,38 @@ Event = TransferEvent | NodeEvent | ClusterEvent
 
 # --- payloads, built from the rows (services publish these; consumers send them on connect) ---
 def target_states(targets: Iterable[Target]) -> list[TargetState]:
+    """The targets as events carry them (select or prefetch their node and parent)."""
     return [
         {
             "id": t.pk,
             "node": t.node.name,
             "status": t.status,
             "bytes_done": t.bytes_done,
+            "bytes_received": t.bytes_received,
             "rate": t.rate,
             "error": t.error,
+            "parent": t.parent.name if t.parent_id else None,
+            "attempts": t.attempts,
+            "samples": t.samples[-RECENT_SAMPLES:],
         }
         for t in targets
     ]
 
 
 def transfer_event(transfer: Transfer) -> TransferEvent:
-    """The `transfer.update` event for a transfer's current row."""
+    """The `transfer.update` event for a transfer's current row: what its page shows."""
     return {
         "type": "transfer.update",
         "transfer": transfer.pk,
         "status": transfer.status,
         "size": transfer.size,
+        "sha256": transfer.sha256,
+        "tree": transfer.tree,
+        "attempts": transfer.attempts,
+        "source_bytes_sent": transfer.source_bytes_sent,
+        "relay_bytes_sent": transfer.relay_bytes_sent,
         "error": transfer.error,
-        "targets": target_states(transfer.targets.select_related("node")),
+        "targets": target_states(transfer.targets.select_related("node", "parent")),
     }
 
 
@@ -157,23 +187,30 @@ class TransferActivityMessage(TypedDict):
     data: TransferActivity
 
 
+def _shape(event: TransferEvent) -> str:
+    """Everything an event says but bytes, rates and samples: a change here is never dropped."""
+    targets = [(t["status"], t.get("parent"), t.get("attempts"), t["error"]) for t in event["targets"]]
+    rest = [event.get(k) for k in ("sha256", "tree", "attempts", "source_bytes_sent", "relay_bytes_sent")]
+    return json.dumps([event["status"], event["size"], event["error"], rest, targets], sort_keys=True)
+
+
 class _Throttle:
-    """Remembers, per transfer, when its last event went out and which statuses it carried."""
+    """Remembers, per transfer, when its last event went out and what it said besides progress."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.sent: dict[int, tuple[float, tuple[str, ...]]] = {}
+        self.sent: dict[int, tuple[float, str]] = {}
 
     def allow(self, event: TransferEvent) -> bool:
-        statuses = (event["status"], *(t["status"] for t in event["targets"]))
+        shape = _shape(event)
         now = time.monotonic()
         with self.lock:
             last = self.sent.get(event["transfer"])
-            if last and last[1] == statuses and now - last[0] < MIN_PROGRESS_INTERVAL:
+            if last and last[1] == shape and now - last[0] < MIN_PROGRESS_INTERVAL:
                 return False
             if len(self.sent) > 10_000:
                 self.sent.clear()  # bounded: forgetting only lets one extra event through
-            self.sent[event["transfer"]] = (now, statuses)
+            self.sent[event["transfer"]] = (now, shape)
             return True
 
 

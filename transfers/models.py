@@ -87,11 +87,24 @@ class Transfer(models.Model):
 
     @property
     def rate(self) -> float | None:
-        """Bytes per second of the whole cast (one copy of the file over its duration)."""
-        duration = self.duration
-        if duration and self.size is not None:
-            return self.size / duration if duration > 0 else None
-        return None
+        """Bytes per second at which the file reached the targets that received it.
+
+        What those targets received on average over the time from the cast's start to the
+        last one's finish. None unless the cast delivered the file (completed or partial, with
+        at least one target that received it): a cancelled or failed cast delivered no copy,
+        and targets that were skipped received nothing, so the file's size over the cast's
+        duration would be a rate nothing ran at. Reads the targets (prefetch them for lists).
+        """
+        if self.status not in (self.Status.COMPLETED, self.Status.PARTIAL) or not self.started_at:
+            return None
+        received = [t for t in self.targets.all() if t.status == Target.Status.COMPLETED]
+        if not received:
+            return None
+        # Targets recorded before bytes_received was reported count as the whole file.
+        per_target = sum(t.bytes_received or self.size or 0 for t in received) / len(received)
+        end = max((t.finished_at or self.finished_at or self.started_at) for t in received)
+        seconds = (end - self.started_at).total_seconds()
+        return per_target / seconds if seconds > 0 else None
 
 
 class Target(models.Model):
@@ -113,6 +126,14 @@ class Target(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     bytes_done = models.BigIntegerField(default=0)
     bytes_received = models.BigIntegerField(default=0, help_text="Bytes that crossed the network to this target.")
+    # Progress reports count the bytes of the attempt under way: bytes_received is this plus
+    # that, and becomes this once the attempt's result is recorded.
+    received_before = models.BigIntegerField(
+        default=0, help_text="Bytes received by the attempts whose result was recorded."
+    )
+    samples = models.JSONField(
+        default=list, blank=True, help_text="[unix seconds, bytes received] pairs: the rate chart's (samples.py)."
+    )
     rate = models.FloatField(null=True, blank=True, help_text="Bytes per second.")
     parent = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     started_at = models.DateTimeField(null=True, blank=True)

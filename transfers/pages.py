@@ -28,6 +28,7 @@ from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Target, Transfer
 from transfers.page_forms import PRESETS, CastForm
+from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, Sample
 from transfers.selectors import status_snapshot
 from transfers.services import CastError, transfer_cancel, transfer_create, transfer_retry
 from transfers.templatetags.castray import size as filesize
@@ -38,10 +39,14 @@ RECENT_SHOWN = 10
 
 
 def _with_counts(transfers: QuerySet[Transfer]) -> QuerySet[Transfer]:
-    return transfers.select_related("source").annotate(
-        target_count=Count("targets"),
-        done_count=Count("targets", filter=Q(targets__status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
-        failed_count=Count("targets", filter=Q(targets__status=Target.Status.FAILED)),
+    return (
+        transfers.select_related("source")
+        .annotate(
+            target_count=Count("targets"),
+            done_count=Count("targets", filter=Q(targets__status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
+            failed_count=Count("targets", filter=Q(targets__status=Target.Status.FAILED)),
+        )
+        .prefetch_related("targets")  # the rate column reads them (Transfer.rate)
     )
 
 
@@ -162,11 +167,16 @@ def cast(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int | None]:
+def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int | bool | None]:
     delivered = sum(t.bytes_done for t in targets if t.status in (Target.Status.COMPLETED, Target.Status.SKIPPED))
     duration = transfer.duration
     return {
         "delivered": delivered,
+        # What crossed the network to the targets, whatever became of the cast: a cancelled
+        # one shows what its targets had received when it stopped.
+        "received": sum(t.bytes_received for t in targets),
+        # "No bytes sent" is true of one cast only: every target already held the file.
+        "all_skipped": bool(targets) and all(t.status == Target.Status.SKIPPED for t in targets),
         "duration": duration,
         "throughput": delivered / duration if duration else None,
         # Bytes that reached receivers per byte the source sent: about N for a relay tree of
@@ -178,6 +188,19 @@ def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int 
 
 def _picture(transfer: Transfer, targets: list[Target]) -> TreePicture | None:
     return layout(transfer.tree or {}, {t.node.name: t.status for t in targets})
+
+
+def _samples(target: Target) -> list[Sample]:
+    """A target's rate-chart samples (transfers/samples.py).
+
+    A target recorded before samples were kept has its start and its finish: the chart then
+    draws its average over that time, by the same rule.
+    """
+    if target.samples:
+        return target.samples
+    if target.started_at and target.finished_at and target.bytes_received:
+        return [[target.started_at.timestamp(), 0], [target.finished_at.timestamp(), target.bytes_received]]
+    return []
 
 
 @login_required
@@ -194,6 +217,11 @@ def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
         "rate": transfer.rate,
         "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],
         "final": transfer.status in Transfer.FINAL,
+        "tree": transfer.tree,
+        # The rate chart's samples per target, and the rule the page adds live ones by.
+        "samples": {t.pk: _samples(t) for t in targets},
+        "sample_seconds": SAMPLE_SECONDS,
+        "max_samples": MAX_SAMPLES,
     }
     return render(
         request,

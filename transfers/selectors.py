@@ -129,7 +129,7 @@ def status_snapshot() -> dict[str, Any]:
     active = (
         Transfer.objects.active()
         .select_related("source")
-        .prefetch_related("targets__node")
+        .prefetch_related("targets__node", "targets__parent")
         .order_by("-created_at", "-id")[:ACTIVE_TRANSFERS_SHOWN]
     )
     return {

@@ -63,7 +63,11 @@ class TransferSerializer(serializers.ModelSerializer):
     )
     recipients = TargetSerializer(source="targets", many=True, read_only=True)
     duration = serializers.FloatField(read_only=True, help_text="Seconds from start to finish.")
-    rate = serializers.FloatField(read_only=True, help_text="Bytes per second of the whole cast.")
+    rate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Bytes per second the targets that received the file got; null if no copy was delivered.",
+    )
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:

@@ -15,7 +15,7 @@ from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
-from transfers.services.targets import CastError, resolve_targets, targets_record
+from transfers.services.targets import RESULT_FIELDS, CastError, record_result, resolve_targets, targets_record
 
 
 @transaction.atomic
@@ -257,5 +257,44 @@ def transfer_add_round(*, transfer: Transfer, tree: dict[str, Any]) -> Transfer:
     rounds = [*transfer.tree.get("rounds", []), tree]
     transfer.tree = {**transfer.tree, "rounds": rounds}
     transfer.save(update_fields=["tree"])
+    publish_transfer(transfer)
+    return transfer
+
+
+@transaction.atomic
+def transfer_record_cancelled(
+    *,
+    transfer: Transfer,
+    source_bytes: int = 0,
+    relay_bytes: int = 0,
+    results: dict[int, dict[str, Any]] | None = None,
+) -> Transfer:
+    """Record what a cancelled cast moved before it stopped. The worker calls this once.
+
+    transfer_cancel ends a cast at once, before its actors have stopped: the worker then
+    tells them, waits for the source's round to return, and records here the bytes its
+    source and relays sent (the totals of its run, as transfer_finish takes them) and each
+    target's result. A target that was cancelled keeps that status with the bytes it
+    received; one that completed (or was skipped) before the cancel reached it is recorded
+    so, since the file is whole there. The cast stays cancelled.
+    """
+    transfer.refresh_from_db()
+    if transfer.status != Transfer.Status.CANCELLED:
+        raise CastError("status", f"transfer #{transfer.pk} is {transfer.status}, not cancelled")
+    results = results or {}
+    now = timezone.now()
+    for target in transfer.targets.filter(pk__in=list(results), status=Target.Status.CANCELLED):
+        result = dict(results[target.pk])
+        if result.get("status") not in (Target.Status.COMPLETED, Target.Status.SKIPPED):
+            # It stopped because of the cancel, whatever the receiver made of that.
+            result.update(status=Target.Status.CANCELLED, error="")
+        finished = target.finished_at
+        record_result(target, result, size=transfer.size, now=now)
+        if target.status == Target.Status.CANCELLED:
+            target.finished_at = finished  # when the cancel stopped it, not when this ran
+        target.save(update_fields=RESULT_FIELDS)
+    transfer.source_bytes_sent += source_bytes
+    transfer.relay_bytes_sent += relay_bytes
+    transfer.save(update_fields=["source_bytes_sent", "relay_bytes_sent"])
     publish_transfer(transfer)
     return transfer

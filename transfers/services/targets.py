@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -13,6 +14,7 @@ from castray_site.errors import DomainError
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
+from transfers.samples import add_sample
 
 
 class CastError(DomainError):
@@ -66,35 +68,105 @@ def _verified(transfer: Transfer, row: dict[str, Any]) -> bool:
 
 
 def target_progress(*, transfer: Transfer, rows: dict[int, dict[str, Any]]) -> bool:
-    """Record live progress reported by receivers (throttled by the caller). Returns changed."""
+    """Record live progress reported by receivers (throttled by the caller). Returns changed.
+
+    A row is what a receiver measured (dataplane.contract.ProgressRow). Its bytes are recorded
+    for targets still under way and for cancelled ones: a cast cancelled mid-way keeps what
+    its targets had when they stopped, which may be reported after the cancel. Statuses move
+    between receiving and verifying; a verified file is recorded as the target's result, and
+    failures and the rest come through transfer_finish (they may be repaired).
+    """
     changed = False
     with transaction.atomic():
-        for target in transfer.targets.exclude(status__in=Target.FINAL):
-            row = rows.get(target.pk)
-            if not row:
-                continue
-            status = row.get("status", target.status)
-            if status in (Target.Status.COMPLETED, Target.Status.SKIPPED) and _verified(transfer, row):
+        settled = [s for s in Target.FINAL if s != Target.Status.CANCELLED]
+        for target in transfer.targets.filter(pk__in=list(rows)).exclude(status__in=settled):
+            row = rows[target.pk]
+            if _progress(target, row):
+                changed = True
+            done = row.get("status") in (Target.Status.COMPLETED, Target.Status.SKIPPED)
+            if target.status not in Target.FINAL and done and _verified(transfer, row):
                 # A receiver that verified and renamed its file is done whatever the others do:
                 # recording it now lets clients waiting for `min_ready` copies go on at once.
-                targets_record(transfer=transfer, results={target.pk: row})
+                record_result(target, row, size=transfer.size, now=timezone.now())
+                target.save(update_fields=RESULT_FIELDS)
                 changed = True
-                continue
-            if status not in (Target.Status.RECEIVING, Target.Status.VERIFYING):
-                continue  # failures and the rest come through transfer_finish (they may be repaired)
-            bytes_done = int(row.get("bytes_done", target.bytes_done))
-            if bytes_done == target.bytes_done and status == target.status:
-                continue
-            started = row.get("started")
-            elapsed = (row.get("updated") or 0) - (started or 0)
-            target.rate = bytes_done / elapsed if started and elapsed > 0 else None
-            target.bytes_done = bytes_done
-            target.status = status
-            target.save(update_fields=["bytes_done", "status", "rate"])
-            changed = True
         if changed:
             publish_transfer(transfer)
     return changed
+
+
+def _progress(target: Target, row: dict[str, Any]) -> bool:
+    """Apply one progress row to `target`; True if anything changed (and was saved)."""
+    fields = []
+    status = row.get("status", target.status)
+    moving = (Target.Status.RECEIVING, Target.Status.VERIFYING)
+    if target.status not in Target.FINAL and status in moving and status != target.status:
+        target.status = status
+        fields.append("status")
+    bytes_done = int(row.get("bytes_done", target.bytes_done))
+    if bytes_done != target.bytes_done:
+        target.bytes_done = bytes_done
+        fields.append("bytes_done")
+    attempt = row.get("bytes_received")
+    received = target.received_before + int(attempt) if attempt is not None else target.bytes_received
+    if received != target.bytes_received:
+        target.bytes_received = received
+        fields.append("bytes_received")
+    started, updated = row.get("started"), row.get("updated") or 0
+    if fields and target.status not in Target.FINAL:
+        # This attempt's bytes over this attempt's time: chunks held from an earlier attempt
+        # arrived then, not now (a row without bytes_received counts what it holds).
+        moved = int(attempt) if attempt is not None else bytes_done
+        elapsed = updated - (started or 0)
+        target.rate = moved / elapsed if started and elapsed > 0 else None
+        fields.append("rate")
+    # An attempt's first sample is its start, with nothing of it received yet; the next is
+    # when the receiver measured these bytes (its finish once done), not when they got here.
+    sampled = False
+    if started and (not target.samples or started > target.samples[-1][0]):
+        sampled = add_sample(target.samples, started, target.received_before)
+    when = row.get("finished") or updated
+    if when and add_sample(target.samples, when, target.bytes_received):
+        sampled = True
+    if sampled:
+        fields.append("samples")
+    if not fields:
+        return False
+    target.save(update_fields=list(dict.fromkeys(fields)))
+    return True
+
+
+def record_result(target: Target, result: dict[str, Any], *, size: int | None, now: datetime) -> None:
+    """Write one target's result of an attempt (not saved): its status, bytes and rate.
+
+    `result` is a round's TargetResult as a dict; its bytes_received counts that attempt.
+    """
+    status = result.get("status")
+    target.status = status if status in Target.FINAL else Target.Status.FAILED
+    target.error = str(result.get("error") or "")[:4000]
+    # This attempt's bytes: the result's count, or what progress last reported if that is more
+    # (a receive that fails mid-way reports none of the bytes it took in).
+    reported = target.bytes_received - target.received_before
+    target.received_before += max(int(result.get("bytes_received") or 0), reported)
+    target.bytes_received = target.received_before
+    if target.status in (Target.Status.COMPLETED, Target.Status.SKIPPED):
+        target.bytes_done = size or 0
+    target.finished_at = now
+    if target.started_at and target.status == Target.Status.COMPLETED and size:
+        # What crossed the network over the time since the target started: chunks it held
+        # from an earlier cast did not move now (unknown bytes count as the whole file).
+        seconds = (now - target.started_at).total_seconds()
+        target.rate = (target.bytes_received or size) / seconds if seconds > 0 else None
+    # The last sample: what arrived by now. If the receiver's own final report came first it
+    # holds the same bytes at the true finish time, and a later equal sample adds nothing. A
+    # target done before any report has its start as its first sample: its average is drawn.
+    if not target.samples and target.started_at:
+        add_sample(target.samples, target.started_at.timestamp(), 0)
+    if not target.samples or target.samples[-1][1] != target.bytes_received:
+        add_sample(target.samples, now.timestamp(), target.bytes_received)
+
+
+RESULT_FIELDS = ["status", "error", "bytes_done", "bytes_received", "received_before", "finished_at", "rate", "samples"]
 
 
 @transaction.atomic
@@ -103,18 +175,8 @@ def targets_record(*, transfer: Transfer, results: dict[int, dict[str, Any]]) ->
     now = timezone.now()
     written = []
     for target in transfer.targets.exclude(status__in=Target.FINAL).filter(pk__in=list(results)):
-        result = results[target.pk]
-        status = result.get("status")
-        target.status = status if status in Target.FINAL else Target.Status.FAILED
-        target.error = str(result.get("error") or "")[:4000]
-        target.bytes_received += int(result.get("bytes_received") or 0)
-        if target.status in (Target.Status.COMPLETED, Target.Status.SKIPPED):
-            target.bytes_done = transfer.size or 0
-        target.finished_at = now
-        if target.started_at and target.status == Target.Status.COMPLETED and transfer.size:
-            seconds = (now - target.started_at).total_seconds()
-            target.rate = transfer.size / seconds if seconds > 0 else None
-        target.save(update_fields=["status", "error", "bytes_done", "bytes_received", "finished_at", "rate"])
+        record_result(target, results[target.pk], size=transfer.size, now=now)
+        target.save(update_fields=RESULT_FIELDS)
         written.append(target.pk)
     return written
 
@@ -132,3 +194,5 @@ def targets_set_parents(*, transfer: Transfer, parents: dict[int, int | None]) -
     for target in transfer.targets.filter(pk__in=list(parents)):
         target.parent_id = parents[target.pk]
         target.save(update_fields=["parent"])
+    # The page's From column follows the tree as it is planned, not only at the next progress.
+    publish_transfer(transfer)

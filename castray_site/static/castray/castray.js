@@ -176,6 +176,52 @@
   }
 
   // --- transfer detail: bars, chart, tree -----------------------------------------------
+  // The rate chart's samples follow transfers/samples.py: per target, [unix seconds, bytes
+  // received] as the receiver measured them. addSample is its add_sample, so the samples a
+  // page adds from events are the ones the server keeps and a reload draws the same chart.
+  function addSample(series, sample, spacing, max) {
+    const [when, value] = sample;
+    const n = series.length;
+    if (n && when <= series[n - 1][0]) return false;
+    if (n >= 2 && series[n - 1][0] - series[n - 2][0] < spacing) series[n - 1] = [when, value];
+    else series.push([when, value]);
+    if (series.length > max) {
+      const last = series[series.length - 1];
+      const kept = series.slice(0, -1).filter((_, i) => i % 2 === 0);
+      series.splice(0, series.length, ...kept, last);
+    }
+    return true;
+  }
+
+  // The chart: the sum of the targets' receive rates, each target's rate between two of its
+  // samples being the bytes that arrived between them over the time between them. Returns
+  // steps [from s, to s, bytes per second], seconds counted from the earliest sample.
+  function rateSteps(seriesList) {
+    const changes = new Map(); // time -> change of the summed rate there
+    let origin = Infinity;
+    for (const series of seriesList) {
+      if (series.length) origin = Math.min(origin, series[0][0]);
+      for (let i = 1; i < series.length; i += 1) {
+        const [t0, b0] = series[i - 1], [t1, b1] = series[i];
+        if (t1 <= t0) continue;
+        const rate = Math.max(0, b1 - b0) / (t1 - t0);
+        changes.set(t0, (changes.get(t0) || 0) + rate);
+        changes.set(t1, (changes.get(t1) || 0) - rate);
+      }
+    }
+    const times = [...changes.keys()].sort((a, b) => a - b);
+    const steps = [];
+    let rate = 0;
+    for (let i = 0; i + 1 < times.length; i += 1) {
+      rate += changes.get(times[i]);
+      const value = Math.abs(rate) < 1e-6 ? 0 : rate; // what float sums leave of a zero
+      const last = steps[steps.length - 1];
+      if (last && last[2] === value) last[1] = times[i + 1] - origin;
+      else steps.push([times[i] - origin, times[i + 1] - origin, value]);
+    }
+    return steps;
+  }
+
   // Rates are averages over the intervals between samples, so they are drawn as steps.
   function drawChart(box, steps, note) {
     const width = Math.max(280, box.clientWidth || 600), height = 220;
@@ -218,19 +264,14 @@
   function transfer() {
     const data = JSON.parse($("#transfer-data").textContent);
     const chart = $("#rate-chart");
-    const samples = []; // [milliseconds, bytes held by all targets]
-    let points = []; // [from s, to s, bytes per second]
+    let series = {}; // target id -> its samples
+    for (const [id, samples] of Object.entries(data.samples || {})) series[id] = samples.slice();
     let size = data.size;
     let final = data.final;
-    const total = (targets) => targets.reduce((s, t) => s + (TARGET_DONE.includes(t.status) ? size || t.bytes_done : t.bytes_done), 0);
+    let treeShown = JSON.stringify(data.tree || {});
+    let settle = 0;
 
-    if (final && data.duration && data.rate) {
-      // Loaded after the end: no live samples, so the cast's average over its duration.
-      points = [[0, data.duration, data.rate]];
-    } else {
-      samples.push([Date.now(), total(data.targets)]);
-    }
-    const redraw = () => drawChart(chart, points, final ? "the cast ended before any progress was sampled" : null);
+    const redraw = () => drawChart(chart, rateSteps(Object.values(series)), final ? "no progress was sampled for this cast" : null);
     redraw();
     window.addEventListener("resize", redraw);
 
@@ -242,34 +283,47 @@
         .catch(() => {});
     }
     function refreshTotals() {
-      // The totals (duration, efficiency, source bytes) are the worker's final record.
+      // The totals (duration, efficiency, rate) are the worker's final record.
       fetch(location.pathname, { credentials: "same-origin" })
         .then((r) => r.text())
         .then((html) => {
           const doc = new DOMParser().parseFromString(html, "text/html");
           const fresh = doc.querySelector(".totals");
           if (fresh) $(".totals").replaceWith(fresh);
-          // The final row: if the cast ended between samples, chart its average instead.
-          const last = JSON.parse(doc.querySelector("#transfer-data").textContent);
           const tbody = doc.querySelector("#targets tbody");
           if (tbody) $("#targets tbody").replaceWith(tbody);
-          if (!points.some((p) => p[2] > 0) && last.rate && last.duration) {
-            points = [[0, last.duration, last.rate]];
-            redraw();
-          }
+          // The samples as kept, final ones included: the chart a reload would draw.
+          const last = JSON.parse(doc.querySelector("#transfer-data").textContent);
+          series = last.samples || series;
+          redraw();
         })
         .catch(() => {});
+    }
+    function showTotals(event) {
+      if (event.sha256) {
+        const sha = $("#total-sha");
+        setText(sha, "sha256 " + event.sha256.slice(0, 16) + "…");
+        sha.title = event.sha256;
+      }
+      // Recorded as each round ends: until then the page says so rather than "0 B".
+      if (event.source_bytes_sent) {
+        setText($("#source-bytes"), fmt.size(event.source_bytes_sent));
+        const copies = size ? (event.source_bytes_sent / size).toFixed(2) + " copies" : "—";
+        setText($("#source-note"), `${copies} · relays sent ${fmt.size(event.relay_bytes_sent)}`);
+      }
+      const received = $("#total-received");
+      if (received) setText(received, fmt.size(event.targets.reduce((sum, t) => sum + (t.bytes_received || 0), 0)));
     }
 
     socket(`/ws/transfers/${data.id}`, (event) => {
       if (event.type !== "transfer.update") return;
-      const wasQueued = $("#transfer-status").textContent === "queued";
       if (event.size !== null && event.size !== undefined) size = event.size;
       setBadge($("#transfer-status"), event.status);
       setText($("#total-size"), fmt.size(size));
       const box = $("#transfer-error");
       box.hidden = !event.error;
       setText(box, event.error || "");
+      showTotals(event);
       for (const t of event.targets) {
         const row = $(`#targets tr[data-target="${t.id}"]`);
         if (row) {
@@ -279,28 +333,29 @@
           setText($('[data-field="bytes"]', row), fmt.size(held));
           setText($('[data-field="rate"]', row), fmt.rate(t.rate));
           setText($('[data-field="error"]', row), t.error || "");
+          if (t.parent !== undefined) setText($('[data-field="parent"]', row), t.parent || "—");
+          if (t.attempts !== undefined) setText($('[data-field="attempts"]', row), String(t.attempts));
         }
         setState($(`#tree g[data-node="${CSS.escape(t.node)}"]`), t.status);
+        if (!series[t.id]) series[t.id] = [];
+        for (const sample of t.samples || []) addSample(series[t.id], sample, data.sample_seconds, data.max_samples);
       }
       const nowFinal = FINAL.includes(event.status);
-      if (!final && (nowFinal || Date.now() - samples[samples.length - 1][0] >= 200)) {
-        samples.push([Date.now(), total(event.targets)]);
-        const t0 = samples[0][0];
-        points = [];
-        for (let i = 1; i < samples.length; i += 1) {
-          const dt = (samples[i][0] - samples[i - 1][0]) / 1000;
-          if (dt <= 0) continue;
-          const rate = Math.max(0, (samples[i][1] - samples[i - 1][1]) / dt);
-          points.push([(samples[i - 1][0] - t0) / 1000, (samples[i][0] - t0) / 1000, rate]);
-        }
-        final = nowFinal;
-        redraw();
+      final = final || nowFinal;
+      redraw();
+      // The worker plans the tree after the cast starts, and plans again if a relay fails.
+      const tree = JSON.stringify(event.tree || {});
+      if (event.tree !== undefined && tree !== treeShown) {
+        treeShown = tree;
+        refreshTree();
       }
-      if ((wasQueued && event.status !== "queued") || nowFinal) refreshTree();
       if (nowFinal) {
         $("#cancel-form").hidden = true;
         $("#retry-form").hidden = false;
-        refreshTotals();
+        // What the worker records after the end (a cancelled cast's bytes) comes in a few
+        // more events: one reload of the totals and the tree's colours after the last.
+        clearTimeout(settle);
+        settle = setTimeout(() => { refreshTotals(); refreshTree(); }, 300);
       }
     });
   }
@@ -370,5 +425,5 @@
   const pages = { dashboard, transfer, node, nodes, cast };
   const page = pages[document.body.dataset.page];
   if (page) page();
-  window.castray = { fmt };
+  window.castray = { fmt, addSample, rateSteps };
 })();
