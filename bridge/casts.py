@@ -37,6 +37,7 @@ class Running:
     relay_bytes: int = 0
     info: FileInfo | None = None
     pids: dict[int, int | None] = field(default_factory=dict)  # target id -> its actor's pid at launch
+    cancelled_at: float | None = None  # when this worker told the actors the cast was cancelled
 
 
 class CastSteps:
@@ -152,23 +153,30 @@ class CastSteps:
             source_bytes=run.source_bytes,
             relay_bytes=run.relay_bytes,
         )
+        self.forget_on_actors(run, transfer)
+
+    def forget_on_actors(self, run: Running, transfer: Transfer) -> None:
         for node_id in set(run.target_nodes.values()) | {transfer.source_id}:
             handle = self.actors.get(node_id)
             if handle is not None:
                 handle.forget.remote(run.transfer_id)
+
+    def add_round_totals(self, run: Running, transfer: Transfer, result: CastResult) -> dict[int, dict[str, Any]]:
+        """Add a returned round's bytes to the run's totals; return its results as plain rows."""
+        received = sum(row.bytes_received for row in result.results.values())
+        source_bytes = result.source_bytes - run.source_bytes
+        run.source_bytes += source_bytes
+        run.relay_bytes += max(0, received - source_bytes)
+        self.report_progress(run, transfer, force=True)
+        # The services keep the results as plain rows (they also take them from tests and recovery).
+        return {target: asdict(row) for target, row in result.results.items()}
 
     def round_done(self, run: Running, transfer: Transfer, result: CastResult) -> list[int]:
         """Record a finished round; re-parent live targets that failed with their relay.
 
         Returns the targets served again in a new round (none: the cast is finished).
         """
-        # The services keep the results as plain rows (they also take them from tests and recovery).
-        results = {target: asdict(row) for target, row in result.results.items()}
-        received = sum(row.bytes_received for row in result.results.values())
-        source_bytes = result.source_bytes - run.source_bytes
-        run.source_bytes += source_bytes
-        run.relay_bytes += max(0, received - source_bytes)
-        self.report_progress(run, transfer, force=True)
+        results = self.add_round_totals(run, transfer, result)
         if not result.ok:
             self.finish(run, transfer, results, error=result.error)
             return []
@@ -234,10 +242,12 @@ class CastSteps:
         transfers = Transfer.objects.select_related("source").in_bulk(list(self.running))
         for run in list(self.running.values()):
             transfer = transfers.get(run.transfer_id)
+            if transfer is not None and transfer.status == Transfer.Status.CANCELLED:
+                if self.wind_down(run, transfer):
+                    finished.append(run.transfer_id)
+                continue
             if transfer is None or transfer.status != Transfer.Status.RUNNING or transfer.lease_owner != self.worker_id:
-                # Deleted, cancelled, or recovered by another worker after our lease ran out.
-                if transfer is not None and transfer.status == Transfer.Status.CANCELLED:
-                    self.cancel_on_actors(run, transfer)
+                # Deleted, or recovered by another worker after our lease ran out.
                 del self.running[run.transfer_id]
                 finished.append(run.transfer_id)
                 continue
@@ -259,6 +269,38 @@ class CastSteps:
             if run.transfer_id not in self.running:
                 finished.append(run.transfer_id)
         return finished
+
+    def wind_down(self, run: Running, transfer: Transfer) -> bool:
+        """A cancelled cast: stop its actors, then record what it moved. Returns True once done.
+
+        The cancel ends the cast in the database at once; its round still returns, with each
+        target's bytes, once the actors have stopped. Those bytes are recorded rather than lost
+        (bounded by the I/O timeout, after which what progress reported is what stays).
+        """
+        import ray
+
+        if run.cancelled_at is None:
+            run.cancelled_at = time.monotonic()
+            self.cancel_on_actors(run, transfer)
+        ready: list[Any] = []
+        if run.stage == "cast":
+            ready, _ = ray.wait([run.ref], timeout=0)
+            if not ready and time.monotonic() - run.cancelled_at < settings.CASTRAY_IO_TIMEOUT:
+                self.report_progress(run, transfer)
+                return False
+        results: dict[int, dict[str, Any]] = {}
+        if ready:
+            try:
+                results = self.add_round_totals(run, transfer, ray.get(run.ref))
+            except Exception:  # noqa: BLE001 - the source died meanwhile: keep what progress said
+                pass
+        if run.stage == "cast":
+            services.transfer_record_cancelled(
+                transfer=transfer, source_bytes=run.source_bytes, relay_bytes=run.relay_bytes, results=results
+            )
+        self.running.pop(run.transfer_id, None)
+        self.forget_on_actors(run, transfer)
+        return True
 
     def failure(self, run: Running, transfer: Transfer, exc: BaseException) -> str:
         """Why a cast failed when its source's call raised, in the operator's words."""

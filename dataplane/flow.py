@@ -40,7 +40,15 @@ class Progress:
             row.updated = self._clock()
 
     def finish(self, transfer: int, target: int, outcome: TargetResult) -> None:
-        """Record how a target's receive ended."""
+        """Record how a target's receive ended.
+
+        A receive that failed or was cancelled ends without a count of its own; what arrived
+        in this attempt is what its row counted, and the outcome reports that, not 0.
+        """
+        with self._lock:
+            row = self._rows.get((transfer, target))
+            if row is not None:
+                outcome.bytes_received = max(outcome.bytes_received, row.bytes_received)
         self.set(
             transfer,
             target,

@@ -108,7 +108,9 @@ class StoreReceiver:
             part = PartFile(self.root, name, size, sha256, chunk_size)
         except (OSError, UnsafePath) as exc:
             return {"status": "failed", "error": str(exc)}
-        self.progress.set(transfer, target, status="receiving", started=time.time(), size=size, bytes_done=0)
+        self.progress.set(
+            transfer, target, status="receiving", started=time.time(), size=size, bytes_done=0, bytes_received=0
+        )
         if part.already_complete(self.manifests):
             part.abandon(delete=True)
             self.progress.set(transfer, target, status="skipped", finished=time.time())

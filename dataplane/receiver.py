@@ -89,7 +89,13 @@ class Receiver:
             return
         transfer, target = int(offer["transfer"]), int(offer["target"])
         self.progress.set(
-            transfer, target, status="receiving", started=time.time(), bytes_done=0, size=int(offer["size"])
+            transfer,
+            target,
+            status="receiving",
+            started=time.time(),
+            bytes_done=0,
+            bytes_received=0,  # this attempt's; an earlier round on this actor counted its own
+            size=int(offer["size"]),
         )
         children: tuple[Hop, ...] = ()
         subtree: tuple[Results, list[threading.Thread]] = ({}, [])

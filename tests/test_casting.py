@@ -136,6 +136,27 @@ def test_an_interrupted_target_resumes_and_receives_only_the_missing_chunks(work
     assert sha256_of(Path(target_node.storage_root) / "r.bin") == sha256_of(path)
 
 
+def test_a_cancelled_cast_records_what_its_source_sent_and_its_target_received(worker, make_nodes) -> None:
+    source, target_node = make_nodes(2)
+    Node.objects.filter(pk=target_node.pk).update(ingress_cap=2 * MiB)
+    apply_caps(worker, target_node)
+    random_file(source, "c.bin", 8 * MiB)
+    cast = transfer_create(source=source, file_name="c.bin", targets=[target_node])
+    assert worker.run_until(lambda: cast.targets.get().bytes_done >= 2 * MiB, timeout=60)
+    assert transfer_cancel(transfer=cast)
+    # The worker tells the actors, waits for the round to come back, then records its bytes.
+    assert worker.run_until(lambda: not worker.running, timeout=60)
+
+    cast.refresh_from_db()
+    target = cast.targets.get()
+    assert cast.status == Transfer.Status.CANCELLED
+    assert target.status == Target.Status.CANCELLED
+    assert 2 * MiB <= target.bytes_received < 8 * MiB
+    assert 2 * MiB <= cast.source_bytes_sent < 8 * MiB
+    assert cast.rate is None
+    assert not (Path(target_node.storage_root) / "c.bin").exists()
+
+
 def test_casting_a_finished_cast_again_is_a_no_op_for_targets_that_have_the_file(worker, make_nodes) -> None:
     nodes = make_nodes(4)
     random_file(nodes[0], "again.bin", MiB)
