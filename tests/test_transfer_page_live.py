@@ -1,6 +1,6 @@
 """The transfer page in a real browser while a cast runs, with the test playing the worker
 (tests/page_server.py): its fields and tree fill in without a reload. And the rate chart's
-arithmetic in castray.js, run in the browser on known samples.
+arithmetic in chart.js, run in the browser on known samples.
 
 Playwright drives Debian's Chromium (/usr/bin/chromium); no Ray is needed.
 """
@@ -24,7 +24,8 @@ from tests.servers import BASE_DIR, stop
 from transfers.samples import MAX_SAMPLES, SAMPLE_SECONDS, add_sample
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCRIPT = BASE_DIR / "castray_site" / "static" / "castray" / "castray.js"
+STATIC = BASE_DIR / "castray_site" / "static" / "castray"
+SCRIPTS = [STATIC / "chart.js", STATIC / "castray.js"]  # in the order base.html loads them
 MiB = 1024 * 1024
 
 pytestmark = [
@@ -151,7 +152,8 @@ def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer,
 
 def load_script(page: Any) -> None:
     page.set_content("<!doctype html><html><body></body></html>")
-    page.add_script_tag(path=str(SCRIPT))
+    for script in SCRIPTS:
+        page.add_script_tag(path=str(script))
 
 
 def test_the_rate_chart_sums_each_targets_rate_between_its_samples(page: Any) -> None:
