@@ -8,11 +8,20 @@ from rest_framework import serializers
 
 from castray_site.env import parse_size
 from dataplane.generator import CONTENT_TYPES, PRESETS
+from dataplane.storage import UnsafePath, clean_name
 from nodes.models import Node, NodeGroup
 from transfers.models import Transfer
 
 NODE_DOES_NOT_EXIST = "no node named {value}; GET /api/v1/nodes/ lists them"
 GROUP_DOES_NOT_EXIST = "no group named {value}; GET /api/v1/groups/ lists them"
+
+
+def validated_file_name(value: str) -> str:
+    """A client's file name in its normal form (`clean_name`), or the reason as the field's error."""
+    try:
+        return clean_name(value)
+    except UnsafePath as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class NodeNameField(serializers.SlugRelatedField):

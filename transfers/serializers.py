@@ -4,9 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from dataplane.storage import UnsafePath, clean_name
 from nodes.files import source_file_problem
-from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField
+from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField, validated_file_name
 from transfers.models import Delivery, Message, Target, Transfer
 
 
@@ -116,10 +115,12 @@ class TransferSerializer(serializers.ModelSerializer):
         ]
 
     def validate_file_name(self, value: str) -> str:
-        try:
-            return clean_name(value)
-        except UnsafePath as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        return validated_file_name(value)
+
+    def validate_dest_name(self, value: str) -> str:
+        # Here as well as in transfer_create: a bad dest_name is reported with the other field
+        # errors, before the source's file is looked at.
+        return validated_file_name(value) if value else ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Where the source's storage is on this host, the file is checked now (symlinks too);
