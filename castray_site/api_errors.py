@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -46,6 +48,14 @@ def _as_drf(exc: Exception) -> Exception:
         return exceptions.ValidationError({"non_field_errors": exc.messages})
     if isinstance(exc, UnsafePath):
         return exceptions.ValidationError({"file_name": [str(exc)]})
+    # Django's multipart parser stops at these limits with a SuspiciousOperation that DRF does
+    # not know; the client only sent too much.
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return exceptions.ParseError(f"the request has more than {limit} files; upload one file per request")
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return exceptions.ParseError(f"the request has more than {limit} form fields")
     return exc
 
 

@@ -67,6 +67,7 @@ class NodeFilesView(GenericAPIView):
 
     serializer_class = FileInfoSerializer
     parser_classes = [MultiPartParser]
+    staging: StorageUploadHandler | None = None
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # The handler must be in place before anything reads the body (the CSRF check of a
@@ -79,7 +80,7 @@ class NodeFilesView(GenericAPIView):
                 handler = RefuseUpload(NotFound(f"no node named {kwargs.get('name')!r}"))
             else:
                 try:
-                    handler = StorageUploadHandler(
+                    handler = self.staging = StorageUploadHandler(
                         request,
                         root=local_root(node),
                         limit=settings.CASTRAY_MAX_UPLOAD_SIZE,
@@ -89,6 +90,16 @@ class NodeFilesView(GenericAPIView):
                     handler = RefuseUpload(exc)
             request.upload_handlers = [handler]
         return super().initialize_request(request, *args, **kwargs)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # Whatever was staged and not placed goes, however the request ended: a second
+            # file, a refused name, or a form the CSRF check read before refusing the request
+            # (too many files, a wrong token) and the view never saw.
+            if self.staging is not None:
+                self.staging.cleanup()
 
     @extend_schema(
         parameters=[
@@ -110,24 +121,18 @@ class NodeFilesView(GenericAPIView):
     def post(self, request: Request, name: str) -> Response:
         node = get_node(name)
         root = local_root(node)
-        handlers = [h for h in request.upload_handlers if isinstance(h, StorageUploadHandler)]
-        try:
-            serializer = FileUploadSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            upload = serializer.validated_data["file"]
-            if not isinstance(upload, StagedUpload):
-                raise ValidationError({"file": ["send the file as multipart/form-data"]})
-            info = file_place(
-                root=root,
-                name=serializer.validated_data.get("name") or upload.name,
-                staged=upload.path,
-                manifest=upload.manifest,
-                overwrite=serializer.validated_data["overwrite"],
-            )
-        finally:
-            # Whatever was staged and not placed (a second file, a refused name) goes.
-            for handler in handlers:
-                handler.cleanup()
+        serializer = FileUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if not isinstance(upload, StagedUpload):
+            raise ValidationError({"file": ["send the file as multipart/form-data"]})
+        info = file_place(
+            root=root,
+            name=serializer.validated_data.get("name") or upload.name,
+            staged=upload.path,
+            manifest=upload.manifest,
+            overwrite=serializer.validated_data["overwrite"],
+        )
         return Response(FileInfoSerializer(file_payload(request, node, info)).data, status=status.HTTP_201_CREATED)
 
 
