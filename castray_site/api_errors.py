@@ -2,7 +2,8 @@
 
 DRF's own errors, the domain's (every `DomainError`, a Django `ValidationError` from `full_clean`,
 an unsafe file name) and Django's 400/404/500 pages for API paths all come out as
-`{"success": false, "message": "<field>: <what to fix>", "errors": {...}}`.
+`{"success": false, "message": "<field>: <what to fix>", "errors": {...}}`. Server-side failures
+(5xx) also give the `request_id` their log lines carry (castray_site/request_id.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from castray_site.errors import DomainError
+from castray_site.request_id import request_id
 from dataplane.storage import UnsafePath
 
 
@@ -67,8 +69,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     body: dict[str, Any] = {"success": False, "message": _first_message(data)}
     if isinstance(data, dict) and set(data) != {"detail"}:
         body["errors"] = data
+    if response.status_code >= 500:
+        _add_request_id(body, context.get("request"))
     response.data = body
     return response
+
+
+def _add_request_id(body: dict[str, Any], request: Any) -> dict[str, Any]:
+    """A server-side failure names the request, so its log lines can be found."""
+    value = request_id(request)
+    if value:
+        body["request_id"] = value
+    return body
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -90,6 +102,8 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
-        message = "the server failed to answer; the error is in its log"
-        return JsonResponse({"success": False, "message": message}, status=500)
+        value = request_id(request)
+        where = f"under request_id {value}" if value else ""
+        message = f"the server failed to answer; the error is in its log {where}".strip()
+        return JsonResponse(_add_request_id({"success": False, "message": message}, request), status=500)
     return defaults.server_error(request)

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response and every error (whatever raised it) has the request's id.
+    "castray_site.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -177,9 +179,18 @@ CORS_ALLOWED_ORIGINS = env_list("CASTRAY_CORS_ORIGINS", [])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"castray": {"handlers": ["console"], "level": env_str("CASTRAY_LOG_LEVEL", "INFO")}},
+    "filters": {"request_id": {"()": "castray_site.request_id.RequestIdFilter"}},
+    "formatters": {"plain": {"()": "castray_site.lib.logformat.PlainFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "loggers": {
+        "castray": {"handlers": ["console"], "level": env_str("CASTRAY_LOG_LEVEL", "INFO")},
+        # Django logs every unhandled exception here, at ERROR with its traceback and the request.
+        # Its default configuration prints that only with DEBUG on (and otherwise mails ADMINS):
+        # without this, a 500 left no trace.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }
 
 # --- CastRay ---------------------------------------------------------------------------
@@ -300,7 +311,7 @@ if CASTRAY_LOG_FORMAT not in ("plain", "json"):
 if CASTRAY_LOG_FORMAT == "json":
     LOGGING["formatters"]["json"] = {"()": "castray_site.lib.logformat.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
-    for _name in ("django", "daphne"):
+    for _name in ("django", "django.request", "daphne"):
         LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # Production: HTTPS only (TLS ends here or at a proxy that sets X-Forwarded-Proto), secure
