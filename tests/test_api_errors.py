@@ -13,14 +13,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db.utils import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
 from rest_framework.test import APIClient
 
 from castray_site.lib.logformat import JsonFormatter
+from castray_site.urls import urlpatterns as site_urlpatterns
 from nodes.file_views import GeneratorPresetsView
+from nodes.services import node_create
 from tests.cluster_fixtures import BASE_DIR
+from transfers.models import Transfer
 
 pytestmark = pytest.mark.django_db
 PRESETS = "/api/v1/generator/presets/"
+
+
+def database_gone(request: HttpRequest) -> HttpResponse:
+    raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+
+# For @pytest.mark.urls: the site, plus a plain Django view under /api/ (outside DRF's handler).
+urlpatterns = [path("api/test-only/database-gone", database_gone), *site_urlpatterns]
+handler500 = "castray_site.api_errors.server_error"
 
 
 @pytest.fixture
@@ -117,3 +132,38 @@ def test_the_configured_logging_prints_the_traceback_in_both_formats(tmp_path: P
         assert "ERROR django.request Internal Server Error: /api/v1/anything/ request_id=feedc0de-0001" in result.stderr
         assert "Traceback (most recent call last)" in result.stderr
         assert "RuntimeError: kaput in a view" in result.stderr
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_a_post_while_the_database_is_down_is_a_503(
+    api: APIClient, storage: Path, monkeypatch: pytest.MonkeyPatch, request_log: pytest.LogCaptureFixture, error: type
+) -> None:
+    for name in ("node_1", "node_2"):
+        Path(node_create(name=name).storage_root).mkdir(parents=True)
+    (storage / "node_1" / "any.bin").write_bytes(b"x")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise error("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(Transfer.objects, "create", refused)
+    api.raise_request_exception = False
+    body = {"source": "node_1", "file_name": "any.bin", "targets": ["node_2"]}
+    response = api.post("/api/v1/transfers/", body, format="json")
+    assert response.status_code == 503, response.content
+    answer = response.json()
+    assert answer["success"] is False and answer["message"] == "the database is not reachable; try again"
+    assert answer["request_id"] == response["X-Request-ID"]
+    # Answered, not raised: the reason is logged all the same.
+    [logged] = [r for r in request_log.records if r.name == "castray.api"]
+    assert logged.exc_info and "server closed the connection" in logged.getMessage()
+
+
+@pytest.mark.urls("tests.test_api_errors")
+def test_outside_drf_an_api_path_whose_database_is_down_is_a_503_too(db) -> None:
+    response = APIClient(raise_request_exception=False).get("/api/test-only/database-gone")
+    assert response.status_code == 503
+    assert response.json() == {
+        "success": False,
+        "message": "the database is not reachable; try again",
+        "request_id": response["X-Request-ID"],
+    }
