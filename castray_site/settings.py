@@ -229,6 +229,9 @@ CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
 # --- API: anonymous status, throttling, pagination, CORS ---------------------------------
 # On a trusted network, dashboards may read /api/status and /health details without a login.
 CASTRAY_ANONYMOUS_STATUS = env_bool("CASTRAY_ANONYMOUS_STATUS", False)
+# The schema and its docs pages (/api/schema/, /api/docs/, /api/redoc/) need a login (session
+# or token) unless this opens them to anyone.
+CASTRAY_PUBLIC_API_DOCS = env_bool("CASTRAY_PUBLIC_API_DOCS", False)
 # Freeze long-lived objects out of the garbage collector after the first requests
 # (castray_site/lib/gc_tuning.py): gen-2 pauses otherwise dominate the API's p99.
 CASTRAY_GC_FREEZE = env_bool("CASTRAY_GC_FREEZE", True)
@@ -301,7 +304,9 @@ CASTRAY_RAY_AUTH_TOKEN_FILE = env_str("CASTRAY_RAY_AUTH_TOKEN_FILE")  # passed t
 CASTRAY_DEMO_MODE = env_bool("CASTRAY_DEMO_MODE", False)
 CASTRAY_DEMO_INTERVAL = env_float("CASTRAY_DEMO_INTERVAL", 30.0, minimum=1.0)
 CASTRAY_DEMO_FILE_SIZE = env_size("CASTRAY_DEMO_FILE_SIZE", 1024 * 1024)
-# /metrics (Prometheus): with a token, scrapers must send `Authorization: Bearer <token>`.
+# /metrics (Prometheus): scrapers send `Authorization: Bearer <CASTRAY_METRICS_TOKEN>`; staff
+# sessions may read it too, nobody else. CASTRAY_METRICS=off removes the endpoint.
+CASTRAY_METRICS = env_bool("CASTRAY_METRICS", True)
 CASTRAY_METRICS_TOKEN = env_str("CASTRAY_METRICS_TOKEN")
 
 # Structured logs: one JSON object per line (for journald, Loki, Elasticsearch).
@@ -324,6 +329,12 @@ if CASTRAY_PRODUCTION:
         raise ImproperlyConfigured("CASTRAY_PRODUCTION needs DJANGO_ALLOWED_HOSTS (the names clients use)")
     if DEBUG:
         raise ImproperlyConfigured("CASTRAY_PRODUCTION cannot run with DJANGO_DEBUG on")
+    if CASTRAY_METRICS and not CASTRAY_METRICS_TOKEN:
+        # Without it Prometheus could not scrape: the operator would open /metrics some other way.
+        raise ImproperlyConfigured(
+            "CASTRAY_PRODUCTION needs CASTRAY_METRICS_TOKEN (Prometheus sends it as a Bearer token), "
+            "or CASTRAY_METRICS=off"
+        )
     SECURE_SSL_REDIRECT = env_bool("CASTRAY_SSL_REDIRECT", True)
     # Load balancers and Prometheus may ask these over plain HTTP inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
