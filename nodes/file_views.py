@@ -36,6 +36,10 @@ from transfers.serializers import GeneratedFileSerializer, PresetsSerializer
 from transfers.services import resolve_targets, transfer_create
 
 READ_BLOCK = 1024 * 1024
+# Answers particular to files (the schema adds the ones every operation shares).
+ELSEWHERE = "the node's storage is not on this server's host"
+UNSAFE_NAME = OpenApiResponse(description="The name is not a safe path in the node's storage, or too long.")
+NO_ROOM = OpenApiResponse(description="The node's storage has not enough free space.")
 
 
 def get_node(name: str) -> Node:
@@ -107,7 +111,7 @@ class NodeFilesView(GenericAPIView):
                 "hash", bool, description="Compute the SHA-256 of files not hashed yet (slow for big files)."
             )
         ],
-        responses=FileInfoSerializer(many=True),
+        responses={200: FileInfoSerializer(many=True), 409: OpenApiResponse(description=f"{ELSEWHERE}.")},
     )
     def get(self, request: Request, name: str) -> Response:
         node = get_node(name)
@@ -117,7 +121,14 @@ class NodeFilesView(GenericAPIView):
         data = [file_payload(request, node, info) for info in page or []]
         return self.get_paginated_response(FileInfoSerializer(data, many=True).data)
 
-    @extend_schema(request={"multipart/form-data": FileUploadSerializer}, responses={201: FileInfoSerializer})
+    @extend_schema(
+        request={"multipart/form-data": FileUploadSerializer},
+        responses={
+            201: FileInfoSerializer,
+            409: OpenApiResponse(description=f"The name exists (and overwrite is not set), or {ELSEWHERE}."),
+            413: OpenApiResponse(description="The file is larger than CASTRAY_MAX_UPLOAD_SIZE."),
+        },
+    )
     def post(self, request: Request, name: str) -> Response:
         node = get_node(name)
         root = local_root(node)
@@ -185,8 +196,11 @@ class NodeFileView(GenericAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="e.g. bytes=0-1023")],
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The range asked."),
+            # The media type the file's name suggests (application/octet-stream when none does).
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The file."),
+            (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The range asked."),
+            400: UNSAFE_NAME,
+            409: OpenApiResponse(description=f"{ELSEWHERE}."),
             416: OpenApiResponse(description="The range cannot be satisfied."),
         },
     )
@@ -219,7 +233,13 @@ class NodeFileView(GenericAPIView):
         response["Accept-Ranges"] = "bytes"
         return response
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={
+            204: None,
+            400: UNSAFE_NAME,
+            409: OpenApiResponse(description=f"{ELSEWHERE}."),
+        }
+    )
     def delete(self, request: Request, name: str, file_path: str) -> Response:
         file_delete(node=get_node(name), name=file_path)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -232,7 +252,14 @@ class NodeFileGenerateView(GenericAPIView):
 
     serializer_class = FileGenerateSerializer
 
-    @extend_schema(request=FileGenerateSerializer, responses={201: GeneratedFileSerializer})
+    @extend_schema(
+        request=FileGenerateSerializer,
+        responses={
+            201: GeneratedFileSerializer,
+            409: OpenApiResponse(description=f"The name exists (and overwrite is not set), or {ELSEWHERE}."),
+            507: NO_ROOM,
+        },
+    )
     def post(self, request: Request, name: str) -> Response:
         node = get_node(name)
         serializer = FileGenerateSerializer(data=request.data)

@@ -53,7 +53,9 @@ class NodeSerializer(serializers.ModelSerializer):
         source="requested_port",
         help_text="Port the node's actor should listen on; empty: any free port.",
     )
-    listen_port = serializers.IntegerField(source="port", read_only=True, help_text="Port it listens on now.")
+    listen_port = serializers.IntegerField(
+        source="port", read_only=True, allow_null=True, help_text="Port it listens on now; empty when not running."
+    )
     groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:

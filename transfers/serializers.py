@@ -12,7 +12,10 @@ from transfers.models import Delivery, Message, Target, Transfer
 class TargetSerializer(serializers.ModelSerializer):
     node = serializers.SlugRelatedField(slug_field="name", read_only=True)
     parent = serializers.SlugRelatedField(
-        slug_field="name", read_only=True, help_text="The node it receives from in the distribution tree."
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="The node it receives from in the distribution tree; empty before the cast starts.",
     )
 
     class Meta:
@@ -61,13 +64,15 @@ class TransferSerializer(serializers.ModelSerializer):
         required=False, allow_blank=True, default="", help_text="Name at the targets; empty: file_name."
     )
     recipients = TargetSerializer(source="targets", many=True, read_only=True)
-    duration = serializers.FloatField(read_only=True, help_text="Seconds from start to finish.")
+    duration = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds from start to finish; empty until it finished."
+    )
     rate = serializers.FloatField(
         read_only=True,
         allow_null=True,
         help_text="Bytes per second the targets that received the file got; null if no copy was delivered.",
     )
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Transfer
@@ -150,7 +155,7 @@ class MessageSerializer(serializers.ModelSerializer):
     group = GroupNameField(required=False, allow_null=True)
     broadcast = serializers.BooleanField(required=False, default=False, write_only=True)
     deliveries = DeliverySerializer(many=True, read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Message
