@@ -75,7 +75,7 @@ class FileRequestsView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
-        node = Node.objects.filter(name=str(data.get("node", ""))).first()
+        node = Node.objects.named(str(data.get("node", "")))
         if node is None:
             raise exceptions.ValidationError({"node": ["no node by that name; GET /api/v1/nodes/ lists them"]})
         op = str(data.get("op", ""))

@@ -30,7 +30,7 @@ from dataplane.storage import resolve_in
 from nodes.file_services import file_delete, file_generate, file_place
 from nodes.files import FileInfo, NotOnThisHost, list_files, local_root
 from nodes.models import Node
-from nodes.serializers import FileGenerateSerializer, FileInfoSerializer, FileUploadSerializer
+from nodes.serializers import FileGenerateSerializer, FileInfoSerializer, FileListQuerySerializer, FileUploadSerializer
 from nodes.uploads import StagedUpload, StorageUploadHandler
 from transfers.serializers import GeneratedFileSerializer, PresetsSerializer
 from transfers.services import resolve_targets, transfer_create
@@ -43,10 +43,10 @@ NO_ROOM = OpenApiResponse(description="The node's storage has not enough free sp
 
 
 def get_node(name: str) -> Node:
-    try:
-        return Node.objects.get(name=name)
-    except Node.DoesNotExist:
-        raise NotFound(f"no node named {name!r}; GET /api/v1/nodes/ lists them") from None
+    node = Node.objects.named(name)
+    if node is None:
+        raise NotFound(f"no node named {name!r}; GET /api/v1/nodes/ lists them")
+    return node
 
 
 def file_payload(request: Request, node: Node, info: FileInfo) -> dict[str, Any]:
@@ -78,7 +78,7 @@ class NodeFilesView(GenericAPIView):
         # session login does, during authentication).
         is_upload = request.content_type == "multipart/form-data"
         if request.method == "POST" and is_upload and not getattr(self, "swagger_fake_view", False):
-            node = Node.objects.filter(name=kwargs.get("name", "")).first()
+            node = Node.objects.named(kwargs.get("name", ""))
             handler: Any
             if node is None:
                 handler = RefuseUpload(NotFound(f"no node named {kwargs.get('name')!r}"))
@@ -106,16 +106,14 @@ class NodeFilesView(GenericAPIView):
                 self.staging.cleanup()
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "hash", bool, description="Compute the SHA-256 of files not hashed yet (slow for big files)."
-            )
-        ],
+        parameters=[FileListQuerySerializer],
         responses={200: FileInfoSerializer(many=True), 409: OpenApiResponse(description=f"{ELSEWHERE}.")},
     )
     def get(self, request: Request, name: str) -> Response:
         node = get_node(name)
-        compute = request.query_params.get("hash", "").lower() in ("1", "true", "yes")
+        query = FileListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        compute = query.validated_data["hash"]
         infos = list_files(local_root(node), compute_sha256=compute, chunk_size=settings.CASTRAY_CHUNK_SIZE)
         page = self.paginate_queryset(infos)
         data = [file_payload(request, node, info) for info in page or []]

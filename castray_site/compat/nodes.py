@@ -27,10 +27,10 @@ from transfers.models import Delivery, Message
 
 
 def _node(node_id: str) -> Node:
-    try:
-        return Node.objects.get(name=node_id)
-    except Node.DoesNotExist:
-        raise NotFound(f"no node named {node_id!r}; GET /api/status lists them") from None
+    node = Node.objects.named(node_id)
+    if node is None:
+        raise NotFound(f"no node named {node_id!r}; GET /api/status lists them")
+    return node
 
 
 class NodesView(APIView):
