@@ -8,7 +8,6 @@ and the compatibility endpoints. A part of a name may have 255 bytes of UTF-8 (a
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +19,7 @@ from rest_framework.test import APIClient
 from dataplane.storage import META_DIR, UnsafePath, clean_name
 from nodes.models import Node
 from nodes.services import node_create
+from tests.test_files import upload
 from transfers.models import Transfer
 
 pytestmark = pytest.mark.django_db
@@ -47,24 +47,13 @@ def _fresh_throttles() -> None:
 
 
 @pytest.fixture
-def source(storage: Path) -> Node:
-    made = node_create(name="node_1")
-    Path(made.storage_root).mkdir(parents=True)
-    (Path(made.storage_root) / "hello.txt").write_text("hello")
+def nodes(storage: Path) -> tuple[Node, Node]:
+    """node_1, which has hello.txt, and node_2."""
+    made = node_create(name="node_1"), node_create(name="node_2")
+    for node in made:
+        Path(node.storage_root).mkdir(parents=True)
+    (Path(made[0].storage_root) / "hello.txt").write_text("hello")
     return made
-
-
-@pytest.fixture
-def target(storage: Path) -> Node:
-    made = node_create(name="node_2")
-    Path(made.storage_root).mkdir(parents=True)
-    return made
-
-
-def _upload(client: APIClient, **fields: object):  # type: ignore[no-untyped-def]
-    handle = io.BytesIO(b"data")
-    handle.name = str(fields.pop("filename", "upload.bin"))
-    return client.post("/api/v1/nodes/node_1/files/", {"file": handle, **fields}, format="multipart")
 
 
 def _cast(client: APIClient, **body: object):  # type: ignore[no-untyped-def]
@@ -77,7 +66,7 @@ def _file_url(name: str) -> str:
 
 
 ENDPOINTS: dict[str, Callable[[APIClient, str], object]] = {
-    "upload name": lambda c, name: _upload(c, name=name),
+    "upload name": lambda c, name: upload(c, "node_1", b"data", name=name),
     "generate": lambda c, name: c.post("/api/v1/nodes/node_1/generate/", {"name": name, "size": 10}, format="json"),
     "download": lambda c, name: c.get(_file_url(name)),
     "range download": lambda c, name: c.get(_file_url(name), HTTP_RANGE="bytes=0-1"),
@@ -102,7 +91,8 @@ ENDPOINTS: dict[str, Callable[[APIClient, str], object]] = {
 
 @pytest.mark.parametrize("name", REFUSED.values(), ids=REFUSED.keys())
 @pytest.mark.parametrize("endpoint", ENDPOINTS.values(), ids=ENDPOINTS.keys())
-def test_every_endpoint_refuses_the_name_with_400(staff_api, source, target, endpoint, name: str) -> None:
+def test_every_endpoint_refuses_the_name_with_400(staff_api, nodes, endpoint, name: str) -> None:
+    source, target = nodes
     response = endpoint(staff_api, name)
     assert response.status_code == 400, response.content
     message = response.json()["message"]
@@ -117,16 +107,16 @@ def test_every_endpoint_refuses_the_name_with_400(staff_api, source, target, end
     assert not Transfer.objects.exists()
 
 
-def test_an_uploaded_file_s_own_name_is_checked_too(api, source) -> None:
-    response = _upload(api, filename="é" * 200)
+def test_an_uploaded_file_s_own_name_is_checked_too(api, nodes) -> None:
+    response = upload(api, "node_1", b"data", filename="é" * 200)
     assert response.status_code == 400, response.content
     assert "bytes in UTF-8" in response.json()["message"]
 
 
-def test_names_at_the_limits_work_end_to_end(api, source, target) -> None:
+def test_names_at_the_limits_work_end_to_end(api, nodes) -> None:
     # 255 bytes for a directory, 250 for the file (with `.part`, 255 at a receiver).
     name = "d" * 255 + "/" + "é" * 125
-    response = _upload(api, name=name)
+    response = upload(api, "node_1", b"data", name=name)
     assert response.status_code == 201, response.content
     assert b"".join(api.get(_file_url(name)).streaming_content) == b"data"
     assert _cast(api, file_name=name, dest_name="e" * 250).status_code == 201
