@@ -32,6 +32,15 @@ class StatusReader(permissions.BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
+class ApiDocsReader(permissions.BasePermission):
+    """Authenticated users; anyone when CASTRAY_PUBLIC_API_DOCS opens the schema and docs on purpose."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if settings.CASTRAY_PUBLIC_API_DOCS:
+            return True
+        return bool(request.user and request.user.is_authenticated)
+
+
 class StaffWritesOrReadOnly(permissions.BasePermission):
     """Authenticated users read; only staff create or change."""
 

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response and every error (whatever raised it) has the request's id.
+    "castray_site.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -153,12 +155,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "castray_site.api.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "castray_site.schema.AutoSchema",
     "EXCEPTION_HANDLER": "castray_site.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -170,6 +172,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components (no read-only fields, their own required list),
+    # so the schema says what the serializers accept as well as what they answer.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The API takes JSON (uploads are multipart, declared on their view). DRF parses forms too,
+    # but they are not offered: a form cannot carry the nulls, lists of objects and nesting the
+    # serializers read, so a client that used one would get what it did not send.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # The schema describes the API, not itself.
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CASTRAY_CORS_ORIGINS", [])
@@ -177,9 +188,18 @@ CORS_ALLOWED_ORIGINS = env_list("CASTRAY_CORS_ORIGINS", [])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"castray": {"handlers": ["console"], "level": env_str("CASTRAY_LOG_LEVEL", "INFO")}},
+    "filters": {"request_id": {"()": "castray_site.request_id.RequestIdFilter"}},
+    "formatters": {"plain": {"()": "castray_site.lib.logformat.PlainFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "loggers": {
+        "castray": {"handlers": ["console"], "level": env_str("CASTRAY_LOG_LEVEL", "INFO")},
+        # Django logs every unhandled exception here, at ERROR with its traceback and the request.
+        # Its default configuration prints that only with DEBUG on (and otherwise mails ADMINS):
+        # without this, a 500 left no trace.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }
 
 # --- CastRay ---------------------------------------------------------------------------
@@ -218,6 +238,9 @@ CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
 # --- API: anonymous status, throttling, pagination, CORS ---------------------------------
 # On a trusted network, dashboards may read /api/status and /health details without a login.
 CASTRAY_ANONYMOUS_STATUS = env_bool("CASTRAY_ANONYMOUS_STATUS", False)
+# The schema and its docs pages (/api/schema/, /api/docs/, /api/redoc/) need a login (session
+# or token) unless this opens them to anyone.
+CASTRAY_PUBLIC_API_DOCS = env_bool("CASTRAY_PUBLIC_API_DOCS", False)
 # Freeze long-lived objects out of the garbage collector after the first requests
 # (castray_site/lib/gc_tuning.py): gen-2 pauses otherwise dominate the API's p99.
 CASTRAY_GC_FREEZE = env_bool("CASTRAY_GC_FREEZE", True)
@@ -290,7 +313,9 @@ CASTRAY_RAY_AUTH_TOKEN_FILE = env_str("CASTRAY_RAY_AUTH_TOKEN_FILE")  # passed t
 CASTRAY_DEMO_MODE = env_bool("CASTRAY_DEMO_MODE", False)
 CASTRAY_DEMO_INTERVAL = env_float("CASTRAY_DEMO_INTERVAL", 30.0, minimum=1.0)
 CASTRAY_DEMO_FILE_SIZE = env_size("CASTRAY_DEMO_FILE_SIZE", 1024 * 1024)
-# /metrics (Prometheus): with a token, scrapers must send `Authorization: Bearer <token>`.
+# /metrics (Prometheus): scrapers send `Authorization: Bearer <CASTRAY_METRICS_TOKEN>`; staff
+# sessions may read it too, nobody else. CASTRAY_METRICS=off removes the endpoint.
+CASTRAY_METRICS = env_bool("CASTRAY_METRICS", True)
 CASTRAY_METRICS_TOKEN = env_str("CASTRAY_METRICS_TOKEN")
 
 # Structured logs: one JSON object per line (for journald, Loki, Elasticsearch).
@@ -300,7 +325,7 @@ if CASTRAY_LOG_FORMAT not in ("plain", "json"):
 if CASTRAY_LOG_FORMAT == "json":
     LOGGING["formatters"]["json"] = {"()": "castray_site.lib.logformat.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
-    for _name in ("django", "daphne"):
+    for _name in ("django", "django.request", "daphne"):
         LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # Production: HTTPS only (TLS ends here or at a proxy that sets X-Forwarded-Proto), secure
@@ -313,6 +338,12 @@ if CASTRAY_PRODUCTION:
         raise ImproperlyConfigured("CASTRAY_PRODUCTION needs DJANGO_ALLOWED_HOSTS (the names clients use)")
     if DEBUG:
         raise ImproperlyConfigured("CASTRAY_PRODUCTION cannot run with DJANGO_DEBUG on")
+    if CASTRAY_METRICS and not CASTRAY_METRICS_TOKEN:
+        # Without it Prometheus could not scrape: the operator would open /metrics some other way.
+        raise ImproperlyConfigured(
+            "CASTRAY_PRODUCTION needs CASTRAY_METRICS_TOKEN (Prometheus sends it as a Bearer token), "
+            "or CASTRAY_METRICS=off"
+        )
     SECURE_SSL_REDIRECT = env_bool("CASTRAY_SSL_REDIRECT", True)
     # Load balancers and Prometheus may ask these over plain HTTP inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]

@@ -5,7 +5,8 @@ from django.contrib.auth.models import Group
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from castray_site.api_docs import DocsView, RedocView, SchemaView
 
 admin.site.site_header = "CastRay"
 admin.site.site_title = "CastRay admin"
@@ -19,12 +20,10 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("castray/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("castray_site.api_urls", namespace="v1")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     # ReDoc without its Google Fonts links (templates/castray/redoc.html).
-    path(
-        "api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="castray/redoc.html"), name="redoc"
-    ),
+    path("api/redoc/", RedocView.as_view(url_name="schema", template_name="castray/redoc.html"), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
     path("", include("clusters.urls")),
     # The earlier CastRay's paths, including /health and the old cluster endpoints (COMPAT.md).

@@ -14,7 +14,7 @@ from typing import Any
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -67,11 +67,15 @@ class FileRequestsView(APIView):
                 "name": serializers.CharField(required=False),
             },
         ),
-        responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            409: OpenApiResponse(description="The node is disabled."),
+        },
     )
     def post(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
-        node = Node.objects.filter(name=str(data.get("node", ""))).first()
+        node = Node.objects.named(str(data.get("node", "")))
         if node is None:
             raise exceptions.ValidationError({"node": ["no node by that name; GET /api/v1/nodes/ lists them"]})
         op = str(data.get("op", ""))
@@ -94,7 +98,14 @@ class FileRequestView(APIView):
 class FileRequestDownloadView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(tags=TAG, responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        tags=TAG,
+        responses={
+            # The media type the file's name suggests (application/octet-stream when none does).
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The fetched file."),
+            409: OpenApiResponse(description="The fetch has not finished, or this server cannot read its copy."),
+        },
+    )
     def get(self, request: Request, pk: int) -> FileResponse:
         record = get_object_or_404(visible(request), pk=pk, op=NodeFileRequest.Op.FETCH)
         if record.status == NodeFileRequest.Status.EXPIRED:

@@ -3,8 +3,9 @@
 A prometheus_client collector reads the database at each scrape, so every web process answers
 the same figures and nothing is counted in memory. Counters are totals since the database
 began (Prometheus's `rate()` turns them into rates); gauges are the state now. A few aggregate
-queries whatever the number of casts. With CASTRAY_METRICS_TOKEN set, scrapers must send
-`Authorization: Bearer <token>`.
+queries whatever the number of casts. Scrapers send `Authorization: Bearer <CASTRAY_METRICS_TOKEN>`;
+staff may read it with their session; anyone else is refused (401), so that casts, nodes and
+file sizes are not public when no token was set. CASTRAY_METRICS=off removes it (404).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -142,13 +143,28 @@ REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(DatabaseCollector())
 
 
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """Why this request may not read the metrics, or None: the scrape token, or a staff login."""
+    token = settings.CASTRAY_METRICS_TOKEN
+    given = request.headers.get("Authorization", "")
+    if token and given.startswith("Bearer "):
+        if hmac.compare_digest(given.removeprefix("Bearer ").strip().encode(), token.encode()):
+            return None
+    elif request.user.is_authenticated:
+        if request.user.is_staff:
+            return None
+        return HttpResponse("metrics are for staff and Prometheus\n", status=403, content_type=CONTENT_TYPE)
+    how = "Authorization: Bearer <CASTRAY_METRICS_TOKEN> or a staff login" if token else "a staff login"
+    response = HttpResponse(f"metrics need {how}\n", status=401, content_type=CONTENT_TYPE)
+    response["WWW-Authenticate"] = 'Bearer realm="castray-metrics"'
+    return response
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    token = settings.CASTRAY_METRICS_TOKEN
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return HttpResponse(
-                "metrics need Authorization: Bearer <CASTRAY_METRICS_TOKEN>\n", status=401, content_type=CONTENT_TYPE
-            )
+    if not settings.CASTRAY_METRICS:
+        raise Http404("metrics are off (CASTRAY_METRICS=off)")
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -17,7 +18,18 @@ import crc32c
 # Where the node keeps its own bookkeeping inside the storage root.
 META_DIR = ".castray"
 PART_SUFFIX = ".part"
-MAX_NAME_LENGTH = 1024
+# Limits in bytes of UTF-8, as the file system counts them (Linux: NAME_MAX 255, PATH_MAX 4096).
+# A part of a path may have 255 bytes; a file's own name 5 fewer, because receivers write it as
+# `<name>.part` first. A whole name may have 1024 bytes: it then fits the 1024-character database
+# columns that record it (transfers, file requests) and, below any storage root, PATH_MAX.
+MAX_COMPONENT_BYTES = 255
+MAX_FILE_NAME_BYTES = MAX_COMPONENT_BYTES - len(PART_SUFFIX)
+MAX_NAME_BYTES = 1024
+# Unicode categories no file name may contain: control (Cc), format (Cf: the bidirectional
+# overrides and isolates such as U+202E that show a name other than the real one, zero-width
+# characters), lone surrogates (Cs: not encodable, the file system refuses them), and line and
+# paragraph separators (Zl, Zp).
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # Manifests cached before the chunk checksum became CRC-32C are recomputed, not trusted.
 MANIFEST_FORMAT = "crc32c"
 
@@ -37,15 +49,23 @@ class UnsafePath(ValueError):
 def clean_name(name: str) -> str:
     """Validate a client-supplied relative name and return its normal form.
 
-    Rejects absolute paths, `..`, empty components, control characters, names of
+    The one check of every name a client gives (API, pages, compatibility endpoints, casts'
+    `dest_name`, the actors). Rejects absolute paths, `..`, empty components, control and
+    format characters, names longer than the file system takes (see MAX_*_BYTES), names of
     CastRay's own bookkeeping and partial files. Symlinks are checked by `resolve_in`.
     """
     if not isinstance(name, str) or not name.strip():
         raise UnsafePath("file name is empty; give a path relative to the node's storage")
-    if len(name) > MAX_NAME_LENGTH:
-        raise UnsafePath(f"file name is longer than {MAX_NAME_LENGTH} characters")
-    if any(ord(ch) < 32 or ch == "\x7f" for ch in name) or "\\" in name:
-        raise UnsafePath("file name contains control characters or backslashes")
+    # Lone surrogates are counted here and refused below.
+    size = len(name.encode(errors="surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise UnsafePath(f"file name is {size} bytes in UTF-8; the limit is {MAX_NAME_BYTES} bytes")
+    for ch in name:
+        if unicodedata.category(ch) in REFUSED_CATEGORIES:
+            label = f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".strip()
+            raise UnsafePath(f"file name contains {label}; control and format characters are refused")
+    if "\\" in name:
+        raise UnsafePath("file name contains a backslash; separate directories with /")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UnsafePath(f"{name!r} is absolute; give a path relative to the node's storage")
     parts = PurePosixPath(name).parts
@@ -58,6 +78,14 @@ def clean_name(name: str) -> str:
         raise UnsafePath(f"{META_DIR}/ is reserved for CastRay's own bookkeeping")
     if parts[-1].endswith(PART_SUFFIX):
         raise UnsafePath(f"names ending in {PART_SUFFIX} are reserved for files being received")
+    for index, part in enumerate(parts, start=1):
+        size = len(part.encode())
+        limit = MAX_FILE_NAME_BYTES if index == len(parts) else MAX_COMPONENT_BYTES
+        if size > limit:
+            raise UnsafePath(
+                f"part {index} of the file name is {size} bytes in UTF-8; a directory's name may have at most "
+                f"{MAX_COMPONENT_BYTES} bytes, a file's {MAX_FILE_NAME_BYTES} ({PART_SUFFIX} is added while it arrives)"
+            )
     return "/".join(parts)
 
 

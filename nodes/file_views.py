@@ -30,19 +30,23 @@ from dataplane.storage import resolve_in
 from nodes.file_services import file_delete, file_generate, file_place
 from nodes.files import FileInfo, NotOnThisHost, list_files, local_root
 from nodes.models import Node
-from nodes.serializers import FileGenerateSerializer, FileInfoSerializer, FileUploadSerializer
+from nodes.serializers import FileGenerateSerializer, FileInfoSerializer, FileListQuerySerializer, FileUploadSerializer
 from nodes.uploads import StagedUpload, StorageUploadHandler
 from transfers.serializers import GeneratedFileSerializer, PresetsSerializer
 from transfers.services import resolve_targets, transfer_create
 
 READ_BLOCK = 1024 * 1024
+# Answers particular to files (the schema adds the ones every operation shares).
+ELSEWHERE = "the node's storage is not on this server's host"
+UNSAFE_NAME = OpenApiResponse(description="The name is not a safe path in the node's storage, or too long.")
+NO_ROOM = OpenApiResponse(description="The node's storage has not enough free space.")
 
 
 def get_node(name: str) -> Node:
-    try:
-        return Node.objects.get(name=name)
-    except Node.DoesNotExist:
-        raise NotFound(f"no node named {name!r}; GET /api/v1/nodes/ lists them") from None
+    node = Node.objects.named(name)
+    if node is None:
+        raise NotFound(f"no node named {name!r}; GET /api/v1/nodes/ lists them")
+    return node
 
 
 def file_payload(request: Request, node: Node, info: FileInfo) -> dict[str, Any]:
@@ -67,19 +71,20 @@ class NodeFilesView(GenericAPIView):
 
     serializer_class = FileInfoSerializer
     parser_classes = [MultiPartParser]
+    staging: StorageUploadHandler | None = None
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # The handler must be in place before anything reads the body (the CSRF check of a
         # session login does, during authentication).
         is_upload = request.content_type == "multipart/form-data"
         if request.method == "POST" and is_upload and not getattr(self, "swagger_fake_view", False):
-            node = Node.objects.filter(name=kwargs.get("name", "")).first()
+            node = Node.objects.named(kwargs.get("name", ""))
             handler: Any
             if node is None:
                 handler = RefuseUpload(NotFound(f"no node named {kwargs.get('name')!r}"))
             else:
                 try:
-                    handler = StorageUploadHandler(
+                    handler = self.staging = StorageUploadHandler(
                         request,
                         root=local_root(node),
                         limit=settings.CASTRAY_MAX_UPLOAD_SIZE,
@@ -90,44 +95,53 @@ class NodeFilesView(GenericAPIView):
             request.upload_handlers = [handler]
         return super().initialize_request(request, *args, **kwargs)
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # Whatever was staged and not placed goes, however the request ended: a second
+            # file, a refused name, or a form the CSRF check read before refusing the request
+            # (too many files, a wrong token) and the view never saw.
+            if self.staging is not None:
+                self.staging.cleanup()
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "hash", bool, description="Compute the SHA-256 of files not hashed yet (slow for big files)."
-            )
-        ],
-        responses=FileInfoSerializer(many=True),
+        parameters=[FileListQuerySerializer],
+        responses={200: FileInfoSerializer(many=True), 409: OpenApiResponse(description=f"{ELSEWHERE}.")},
     )
     def get(self, request: Request, name: str) -> Response:
         node = get_node(name)
-        compute = request.query_params.get("hash", "").lower() in ("1", "true", "yes")
+        query = FileListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        compute = query.validated_data["hash"]
         infos = list_files(local_root(node), compute_sha256=compute, chunk_size=settings.CASTRAY_CHUNK_SIZE)
         page = self.paginate_queryset(infos)
         data = [file_payload(request, node, info) for info in page or []]
         return self.get_paginated_response(FileInfoSerializer(data, many=True).data)
 
-    @extend_schema(request={"multipart/form-data": FileUploadSerializer}, responses={201: FileInfoSerializer})
+    @extend_schema(
+        request={"multipart/form-data": FileUploadSerializer},
+        responses={
+            201: FileInfoSerializer,
+            409: OpenApiResponse(description=f"The name exists (and overwrite is not set), or {ELSEWHERE}."),
+            413: OpenApiResponse(description="The file is larger than CASTRAY_MAX_UPLOAD_SIZE."),
+        },
+    )
     def post(self, request: Request, name: str) -> Response:
         node = get_node(name)
         root = local_root(node)
-        handlers = [h for h in request.upload_handlers if isinstance(h, StorageUploadHandler)]
-        try:
-            serializer = FileUploadSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            upload = serializer.validated_data["file"]
-            if not isinstance(upload, StagedUpload):
-                raise ValidationError({"file": ["send the file as multipart/form-data"]})
-            info = file_place(
-                root=root,
-                name=serializer.validated_data.get("name") or upload.name,
-                staged=upload.path,
-                manifest=upload.manifest,
-                overwrite=serializer.validated_data["overwrite"],
-            )
-        finally:
-            # Whatever was staged and not placed (a second file, a refused name) goes.
-            for handler in handlers:
-                handler.cleanup()
+        serializer = FileUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if not isinstance(upload, StagedUpload):
+            raise ValidationError({"file": ["send the file as multipart/form-data"]})
+        info = file_place(
+            root=root,
+            name=serializer.validated_data.get("name") or upload.name,
+            staged=upload.path,
+            manifest=upload.manifest,
+            overwrite=serializer.validated_data["overwrite"],
+        )
         return Response(FileInfoSerializer(file_payload(request, node, info)).data, status=status.HTTP_201_CREATED)
 
 
@@ -180,8 +194,11 @@ class NodeFileView(GenericAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="e.g. bytes=0-1023")],
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The range asked."),
+            # The media type the file's name suggests (application/octet-stream when none does).
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The file."),
+            (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The range asked."),
+            400: UNSAFE_NAME,
+            409: OpenApiResponse(description=f"{ELSEWHERE}."),
             416: OpenApiResponse(description="The range cannot be satisfied."),
         },
     )
@@ -214,7 +231,13 @@ class NodeFileView(GenericAPIView):
         response["Accept-Ranges"] = "bytes"
         return response
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={
+            204: None,
+            400: UNSAFE_NAME,
+            409: OpenApiResponse(description=f"{ELSEWHERE}."),
+        }
+    )
     def delete(self, request: Request, name: str, file_path: str) -> Response:
         file_delete(node=get_node(name), name=file_path)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -227,7 +250,14 @@ class NodeFileGenerateView(GenericAPIView):
 
     serializer_class = FileGenerateSerializer
 
-    @extend_schema(request=FileGenerateSerializer, responses={201: GeneratedFileSerializer})
+    @extend_schema(
+        request=FileGenerateSerializer,
+        responses={
+            201: GeneratedFileSerializer,
+            409: OpenApiResponse(description=f"The name exists (and overwrite is not set), or {ELSEWHERE}."),
+            507: NO_ROOM,
+        },
+    )
     def post(self, request: Request, name: str) -> Response:
         node = get_node(name)
         serializer = FileGenerateSerializer(data=request.data)

@@ -16,6 +16,13 @@ class NodeQuerySet(models.QuerySet["Node"]):
     def enabled(self) -> NodeQuerySet:
         return self.filter(enabled=True)
 
+    def named(self, name: str) -> Node | None:
+        """The node called `name`, or None, also for a name no node can have: a name from a URL
+        may carry anything, and PostgreSQL refuses a query with a NUL in it."""
+        if not node_name_validator.regex.fullmatch(name):
+            return None
+        return self.filter(name=name).first()
+
     def online(self) -> NodeQuerySet:
         return self.filter(enabled=True, status=Node.Status.ONLINE)
 

@@ -8,14 +8,33 @@ from rest_framework import serializers
 
 from castray_site.env import parse_size
 from dataplane.generator import CONTENT_TYPES, PRESETS
-from nodes.models import Node, NodeGroup
+from dataplane.storage import UnsafePath, clean_name
+from nodes.models import Node, NodeGroup, node_name_validator
 from transfers.models import Transfer
 
 NODE_DOES_NOT_EXIST = "no node named {value}; GET /api/v1/nodes/ lists them"
 GROUP_DOES_NOT_EXIST = "no group named {value}; GET /api/v1/groups/ lists them"
 
 
-class NodeNameField(serializers.SlugRelatedField):
+def validated_file_name(value: str) -> str:
+    """A client's file name in its normal form (`clean_name`), or the reason as the field's error."""
+    try:
+        return clean_name(value)
+    except UnsafePath as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
+class _NameField(serializers.SlugRelatedField):
+    """A node or group given by its name (both follow `node_name_validator`)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A name no row can have is not looked up: PostgreSQL refuses a query with a NUL in it.
+        if isinstance(data, str) and not node_name_validator.regex.fullmatch(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
+class NodeNameField(_NameField):
     """A node given by its name, with a message that says where to find the names."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -26,7 +45,7 @@ class NodeNameField(serializers.SlugRelatedField):
         super().__init__(**kwargs)
 
 
-class GroupNameField(serializers.SlugRelatedField):
+class GroupNameField(_NameField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("slug_field", "name")
         if not kwargs.get("read_only"):
@@ -44,7 +63,9 @@ class NodeSerializer(serializers.ModelSerializer):
         source="requested_port",
         help_text="Port the node's actor should listen on; empty: any free port.",
     )
-    listen_port = serializers.IntegerField(source="port", read_only=True, help_text="Port it listens on now.")
+    listen_port = serializers.IntegerField(
+        source="port", read_only=True, allow_null=True, help_text="Port it listens on now; empty when not running."
+    )
     groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
@@ -116,6 +137,15 @@ class FileInfoSerializer(serializers.Serializer):
 
     class Meta:
         fields = ["name", "size", "modified", "sha256", "partial", "download_url"]
+
+
+class FileListQuerySerializer(serializers.Serializer):
+    hash = serializers.BooleanField(
+        default=False, help_text="Compute the SHA-256 of files not hashed yet (slow for big files)."
+    )
+
+    class Meta:
+        fields = ["hash"]
 
 
 class FileUploadSerializer(serializers.Serializer):

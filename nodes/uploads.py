@@ -45,6 +45,11 @@ class StagedUpload(UploadedFile):
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        # The handler closed the staging file when it was complete; there is no handle here.
+        # Django closes every parsed file when a request fails (too many files, for one).
+        return None
+
 
 class StorageUploadHandler(FileUploadHandler):
     def __init__(self, request: HttpRequest, *, root: Path, limit: int, chunk_size: int) -> None:

@@ -147,3 +147,26 @@ def test_the_schema_and_docs_are_served(api) -> None:
     assert "/api/v1/transfers/{id}/retry/" in schema["paths"]
     assert "/api/file-transfers/manual" in schema["paths"]
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_the_schema_and_docs_need_a_login(client, alice) -> None:
+    response = APIClient().get("/api/schema/?format=json")
+    assert response.status_code == 401 and response.json()["success"] is False
+    # The docs are pages: a browser is sent to log in and comes back.
+    for page in ("/api/docs/", "/api/redoc/"):
+        response = client.get(page)
+        assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={page}"
+    # A session and a token both do.
+    client.force_login(alice)
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200
+    assert client.get("/api/schema/?format=json").status_code == 200
+    token = Token.objects.create(user=alice).key
+    assert APIClient().get("/api/schema/?format=json", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+
+
+def test_the_schema_and_docs_can_be_opened_on_purpose(db, settings) -> None:
+    settings.CASTRAY_PUBLIC_API_DOCS = True
+    assert "/api/v1/transfers/" in APIClient().get("/api/schema/?format=json").json()["paths"]
+    assert APIClient().get("/api/docs/").status_code == 200
+    assert APIClient().get("/api/redoc/").status_code == 200

@@ -190,6 +190,29 @@ def test_a_session_login_upload_is_also_streamed_into_storage(alice, node, setti
     assert not list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir())
 
 
+@pytest.mark.parametrize("login", ["token", "session"])
+def test_too_many_files_in_one_upload_are_a_400_and_nothing_is_kept(alice, node, settings, login: str) -> None:
+    # Django stops parsing at DATA_UPLOAD_MAX_NUMBER_FILES. With a session login the CSRF check
+    # is what reads the form, before the view: what was staged by then goes as well.
+    client = APIClient(enforce_csrf_checks=True)
+    headers = {}
+    if login == "token":
+        client.force_authenticate(alice)
+    else:
+        client.force_login(alice)
+        client.get("/api-auth/login/")  # sets the CSRF cookie
+        headers["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
+    files = {}
+    for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1):
+        files[f"file{i}"] = io.BytesIO(b"x")
+        files[f"file{i}"].name = f"f{i}.bin"
+    response = client.post("/api/v1/nodes/node_1/files/", files, format="multipart", **headers)
+    assert response.status_code == 400, response.content
+    assert response.json()["message"] == "the request has more than 100 files; upload one file per request"
+    assert [p.name for p in Path(node.storage_root).iterdir()] in ([], [META_DIR])
+    assert not list(Path(node.storage_root).glob(f"{META_DIR}/staging/*"))
+
+
 # --- list --------------------------------------------------------------------------------
 def test_it_lists_files_with_size_and_sha256_hiding_bookkeeping(api, node) -> None:
     root = Path(node.storage_root)

@@ -13,7 +13,18 @@ from nodes.models import Node
 from transfers.models import Target, Transfer
 
 pytestmark = pytest.mark.django_db
+TOKEN = "scrape-token-of-the-tests"
 SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(\{(?P<labels>[^}]*)\})? (?P<value>[-+0-9.eE]+|NaN)$")
+
+
+@pytest.fixture(autouse=True)
+def _scrape_token(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CASTRAY_METRICS_TOKEN = TOKEN
+
+
+def scrape():  # type: ignore[no-untyped-def]
+    """What Prometheus does: GET /metrics with the token."""
+    return Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
 
 def parse(text: str) -> dict[tuple[str, str], float]:
@@ -49,7 +60,7 @@ def test_it_exposes_casts_bytes_nodes_and_the_queue() -> None:
     cluster.status = "connected"
     cluster.save()
 
-    response = Client().get("/metrics")
+    response = scrape()
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
     m = parse(response.content.decode())
@@ -77,7 +88,7 @@ def test_with_a_token_scrapers_must_send_it(settings) -> None:  # type: ignore[n
 
 def test_label_values_are_escaped() -> None:
     Node.objects.create(name='we"ird', status=Node.Status.ONLINE)
-    text = Client().get("/metrics").content.decode()
+    text = scrape().content.decode()
     assert 'castray_node_up{node="we\\"ird"} 1' in text
 
 
@@ -88,7 +99,7 @@ def test_it_parses_as_prometheus_text() -> None:
     cluster.ray_nodes = [{"node_id": "x", "alive": True}]
     cluster.save()
 
-    text = Client().get("/metrics").content.decode()
+    text = scrape().content.decode()
     families = {family.name: family.type for family in text_string_to_metric_families(text)}
     assert families == {
         "castray_transfers": "gauge",
@@ -106,3 +117,28 @@ def test_it_parses_as_prometheus_text() -> None:
         "castray_ray_nodes": "gauge",
         "castray_ray_object_store_bytes": "gauge",
     }
+
+
+def test_without_a_token_only_staff_sessions_read_it(settings, alice, root_user) -> None:  # type: ignore[no-untyped-def]
+    settings.CASTRAY_METRICS_TOKEN = ""
+    response = Client().get("/metrics")
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
+    assert b"staff login" in response.content
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+    client = Client()
+    client.force_login(alice)
+    assert client.get("/metrics").status_code == 403
+    client.force_login(root_user)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and b"castray_queue_depth" in response.content
+
+
+def test_with_a_token_staff_sessions_still_read_it(root_user) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(root_user)
+    assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_can_be_switched_off(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CASTRAY_METRICS = False
+    assert scrape().status_code == 404

@@ -42,7 +42,8 @@ def assets_of(html: str) -> list[str]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
-def test_the_api_docs_load_only_local_assets_and_each_answers(client: Client, path: str) -> None:
+def test_the_api_docs_load_only_local_assets_and_each_answers(client: Client, alice, path: str) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)  # the docs are for signed-in users
     response = client.get(path)
     assert response.status_code == 200
     urls = assets_of(response.content.decode())

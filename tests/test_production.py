@@ -23,6 +23,7 @@ from tests.cluster_fixtures import BASE_DIR, kill_by_marker
 from tests.servers import free_port
 
 DEPLOY = BASE_DIR / "castray_site" / "deploy"
+METRICS_TOKEN = secrets.token_urlsafe(32)
 
 
 def example_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -37,6 +38,7 @@ def example_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env.update(
         {
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "CASTRAY_METRICS_TOKEN": METRICS_TOKEN,
             "CASTRAY_DATA_DIR": str(tmp_path / "data"),
             "CASTRAY_STORAGE_DIR": str(tmp_path / "data" / "storage"),
         }
@@ -66,12 +68,21 @@ def test_the_default_settings_are_not_production(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("blank", "message"),
-    [("DJANGO_SECRET_KEY", "needs DJANGO_SECRET_KEY"), ("DJANGO_ALLOWED_HOSTS", "needs DJANGO_ALLOWED_HOSTS")],
+    [
+        ("DJANGO_SECRET_KEY", "needs DJANGO_SECRET_KEY"),
+        ("DJANGO_ALLOWED_HOSTS", "needs DJANGO_ALLOWED_HOSTS"),
+        ("CASTRAY_METRICS_TOKEN", "needs CASTRAY_METRICS_TOKEN"),
+    ],
 )
 def test_production_refuses_to_start_without_what_it_needs(tmp_path: Path, blank: str, message: str) -> None:
     result = manage(example_env(tmp_path, **{blank: ""}), "check")
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_production_without_metrics_needs_no_metrics_token(tmp_path: Path) -> None:
+    result = manage(example_env(tmp_path, CASTRAY_METRICS_TOKEN="", CASTRAY_METRICS="off"), "check")
+    assert result.returncode == 0, result.stderr
 
 
 def test_logs_are_one_json_object_per_line(tmp_path: Path) -> None:
@@ -143,8 +154,9 @@ def test_daphne_serves_https_only_behind_the_proxy(daphne: str) -> None:
     # ...and probes and Prometheus inside the network may use plain HTTP.
     status, _, body = fetch(daphne + "/health")
     assert status in (200, 503) and "live" in json.loads(body)
-    status, _, body = fetch(daphne + "/metrics")
+    status, _, body = fetch(daphne + "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert status == 200 and b"castray_queue_depth" in body
+    assert fetch(daphne + "/metrics")[0] == 401
 
 
 def test_the_systemd_units_run_what_the_readme_says() -> None:

@@ -4,16 +4,18 @@ from typing import Any
 
 from rest_framework import serializers
 
-from dataplane.storage import UnsafePath, clean_name
 from nodes.files import source_file_problem
-from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField
+from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField, validated_file_name
 from transfers.models import Delivery, Message, Target, Transfer
 
 
 class TargetSerializer(serializers.ModelSerializer):
     node = serializers.SlugRelatedField(slug_field="name", read_only=True)
     parent = serializers.SlugRelatedField(
-        slug_field="name", read_only=True, help_text="The node it receives from in the distribution tree."
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="The node it receives from in the distribution tree; empty before the cast starts.",
     )
 
     class Meta:
@@ -62,13 +64,15 @@ class TransferSerializer(serializers.ModelSerializer):
         required=False, allow_blank=True, default="", help_text="Name at the targets; empty: file_name."
     )
     recipients = TargetSerializer(source="targets", many=True, read_only=True)
-    duration = serializers.FloatField(read_only=True, help_text="Seconds from start to finish.")
+    duration = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds from start to finish; empty until it finished."
+    )
     rate = serializers.FloatField(
         read_only=True,
         allow_null=True,
         help_text="Bytes per second the targets that received the file got; null if no copy was delivered.",
     )
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Transfer
@@ -116,10 +120,12 @@ class TransferSerializer(serializers.ModelSerializer):
         ]
 
     def validate_file_name(self, value: str) -> str:
-        try:
-            return clean_name(value)
-        except UnsafePath as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        return validated_file_name(value)
+
+    def validate_dest_name(self, value: str) -> str:
+        # Here as well as in transfer_create: a bad dest_name is reported with the other field
+        # errors, before the source's file is looked at.
+        return validated_file_name(value) if value else ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Where the source's storage is on this host, the file is checked now (symlinks too);
@@ -149,7 +155,7 @@ class MessageSerializer(serializers.ModelSerializer):
     group = GroupNameField(required=False, allow_null=True)
     broadcast = serializers.BooleanField(required=False, default=False, write_only=True)
     deliveries = DeliverySerializer(many=True, read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Message

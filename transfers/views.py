@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -86,7 +88,10 @@ class TransferViewSet(
         )
         serializer.instance = transfers_for_api().get(pk=transfer.pk)
 
-    @extend_schema(request=None, responses=TransferSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: TransferSerializer, 409: OpenApiResponse(description="The cast has finished already.")},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a queued or running cast. Its requester or staff may."""
@@ -100,7 +105,10 @@ class TransferViewSet(
             )
         return Response(self.get_serializer(transfers_for_api().get(pk=transfer.pk)).data)
 
-    @extend_schema(request=None, responses={201: TransferSerializer})
+    @extend_schema(
+        request=None,
+        responses={201: TransferSerializer, 409: OpenApiResponse(description="The cast has not finished yet.")},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Cast the same file from the same source to the same nodes again, as a new transfer."""
@@ -109,8 +117,17 @@ class TransferViewSet(
         return Response(data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.NumberFilter):
+    """A whole number (django-filter's NumberFilter takes decimals)."""
+
+    field_class = forms.IntegerField
+
+
 class TargetFilter(django_filters.FilterSet):
     node = django_filters.CharFilter(field_name="node__name", help_text="Target node name.")
+    # A transfer that does not exist has no targets: an empty list, as for an unknown `node`.
+    transfer = IdFilter(field_name="transfer_id", help_text="The transfer's id.")
 
     class Meta:
         model = Target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,10 +27,10 @@ from transfers.models import Delivery, Message
 
 
 def _node(node_id: str) -> Node:
-    try:
-        return Node.objects.get(name=node_id)
-    except Node.DoesNotExist:
-        raise NotFound(f"no node named {node_id!r}; GET /api/status lists them") from None
+    node = Node.objects.named(node_id)
+    if node is None:
+        raise NotFound(f"no node named {node_id!r}; GET /api/status lists them")
+    return node
 
 
 class NodesView(APIView):
@@ -38,7 +38,11 @@ class NodesView(APIView):
 
     permission_classes = [IsStaff]
 
-    @extend_schema(tags=TAG, request=CompatNodeCreateSerializer, responses={200: Result})
+    @extend_schema(
+        tags=TAG,
+        request=CompatNodeCreateSerializer,
+        responses={200: Result, 409: OpenApiResponse(description="A node of that name exists.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = CompatNodeCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -9,10 +9,9 @@ from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from dataplane.generator import CONTENT_TYPES, PRESETS
-from dataplane.storage import UnsafePath, clean_name
 from nodes.files import source_file_problem
 from nodes.models import node_name_validator
-from nodes.serializers import GroupNameField, NodeNameField, SizeField
+from nodes.serializers import GroupNameField, NodeNameField, SizeField, validated_file_name
 from transfers.models import Message, Transfer
 
 # The OpenAPI tag of the old endpoints, and their common answer.
@@ -20,13 +19,6 @@ TAG = ["compatibility"]
 Result = inline_serializer(
     "CompatResult", fields={"success": serializers.BooleanField(), "message": serializers.CharField()}
 )
-
-
-def _clean_file_name(value: str) -> str:
-    try:
-        return clean_name(value)
-    except UnsafePath as exc:
-        raise serializers.ValidationError(str(exc)) from None
 
 
 class CompatNodeCreateSerializer(serializers.Serializer):
@@ -92,7 +84,7 @@ class CompatManualTransferSerializer(serializers.Serializer):
         fields = ["sender_id", "file_name", "recipients", "mode"]
 
     def validate_file_name(self, value: str) -> str:
-        return _clean_file_name(value)
+        return validated_file_name(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         problem = source_file_problem(attrs["sender_id"], attrs["file_name"])
@@ -120,7 +112,7 @@ class _GenerateFields(serializers.Serializer):
         fields = ["size", "preset", "content_type", "file_name", "overwrite"]
 
     def validate_file_name(self, value: str) -> str:
-        return _clean_file_name(value)
+        return validated_file_name(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "size" not in attrs and "preset" not in attrs:

@@ -67,7 +67,11 @@ class HealthView(APIView):
     throttle_classes: list[Any] = []
 
     @extend_schema(
-        tags=TAG, responses={200: OpenApiTypes.OBJECT, 503: OpenApiResponse(description="The database is down.")}
+        tags=TAG,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            503: OpenApiResponse(OpenApiTypes.OBJECT, description="The database is down (the same body)."),
+        },
     )
     def get(self, request: Request) -> Response:
         answer = health_module.health(request._request)

@@ -1,4 +1,5 @@
-"""One JSON object per log line (CASTRAY_LOG_FORMAT=json), for journald, Loki or Elasticsearch."""
+"""Log line formats: plain text (the default), or one JSON object per line (CASTRAY_LOG_FORMAT=json)
+for journald, Loki or Elasticsearch."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class PlainFormatter(logging.Formatter):
+    """`time LEVEL logger message`, and the request's id when the line is about a request."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        request_id = getattr(record, "request_id", None)
+        # At the end of the first line, before any traceback, where grep finds it.
+        return f"{line} request_id={request_id}" if request_id else line
