@@ -102,17 +102,20 @@ class PartFile:
     def chunk_len(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
 
-    def write(self, index: int, data: bytes | memoryview, crc: int) -> None:
+    def write(self, index: int, data: bytes | memoryview, crc: int) -> bool:
+        """Write a checked chunk; True when it was new (a repeated one is not progress)."""
         if not 0 <= index < self.count or len(data) != self.chunk_len(index):
             raise wire.ProtocolError(f"chunk {index} of {len(data)} bytes does not fit the file")
         actual = checksum(data)
         if actual != crc:
             raise wire.ProtocolError(f"chunk {index} failed its checksum (crc32c {actual:08x}, expected {crc:08x})")
+        if wire.bit_get(self.have, index):
+            return False
         os.pwrite(self.fd, data, index * self.chunk_size)
-        if not wire.bit_get(self.have, index):
-            wire.bit_set(self.have, index)
-            self.received += len(data)
+        wire.bit_set(self.have, index)
+        self.received += len(data)
         self.crcs[index] = crc
+        return True
 
     def missing(self) -> list[int]:
         return [i for i in range(self.count) if not wire.bit_get(self.have, i)]

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from dataplane import wire
 from dataplane.contract import CastPlan, Hop, Results, TargetResult
 from dataplane.flow import Counters, Limits, Progress
 from dataplane.inbox import Inbox, send_messages
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_subtree
-from dataplane.storage import Manifest, ManifestCache, compute_manifest
-from dataplane.udp import udp_cast
+from dataplane.storage import Manifest, ManifestCache, checksum, compute_manifest
+from dataplane.udp import DATAGRAM, DATAGRAM_PAYLOAD, UDP_MAX_PASSES, udp_cast
 
 pytestmark = pytest.mark.unit
 
@@ -270,6 +271,34 @@ def test_udp_mode_repairs_lost_datagrams(node: Node, source: Path) -> None:
     assert results[1].udp_passes >= 2
     assert (node.root / "f.bin").read_bytes() == source.read_bytes()
     assert node.leftovers() == []
+
+
+def test_udp_progress_counts_a_repeated_datagram_once(node: Node, source: Path) -> None:
+    """Repairs that cross late originals arrive twice: progress must not pass the file's size."""
+    data = source.read_bytes()
+    offer = {"transfer": 1, "target": 1, "name": "f.bin", "size": len(data), "sha256": sha256(source)}
+    offer |= {"chunk_size": CHUNK, "children": [], "mode": "udp", "datagram": DATAGRAM_PAYLOAD}
+    offer["mac"] = wire.sign(SECRET, offer)
+    count = -(-len(data) // DATAGRAM_PAYLOAD)
+    with (
+        socket.create_connection((LOOPBACK, node.port), timeout=10) as control,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+    ):
+        wire.send_json(control, offer, magic=True)
+        answer = wire.recv_json(control)
+        dest = (LOOPBACK, int(answer["udp_port"]))
+        reply: dict = {"missing": [[0, count]]}
+        for attempt in range(UDP_MAX_PASSES):
+            if "results" in reply:
+                break
+            # Every datagram is sent twice, every pass, whether or not it is missing.
+            for seq in [*range(count), *range(count)]:
+                piece = data[seq * DATAGRAM_PAYLOAD : (seq + 1) * DATAGRAM_PAYLOAD]
+                udp.sendto(DATAGRAM.pack(1, seq, checksum(piece)) + piece, dest)
+            wire.send_json(control, {"op": "end", "pass": attempt})
+            reply = wire.recv_json(control)
+    assert reply["results"]["1"]["status"] == "completed"
+    assert node.progress.snapshot(1)[1].bytes_done == len(data)
 
 
 def test_messages_reach_the_inbox_once(node: Node) -> None:
