@@ -29,8 +29,11 @@ from dataplane.udp import udp_receive
 
 log = logging.getLogger("castray.receiver")
 
-# How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
-RECORD_EVERY = 64 * 1024 * 1024
+# How often a receiver rewrites its chunk record while chunks arrive: every few chunks or every
+# second, whichever comes first. A killed actor runs no clean-up, so what the record last said
+# is all a retry resumes from; writing a few KiB of JSON per few chunks costs next to nothing.
+RECORD_EVERY_CHUNKS = 4
+RECORD_EVERY_SECONDS = 1.0
 
 
 class NameLocks:
@@ -197,6 +200,7 @@ class Receiver:
         next_index = 0
         received = 0
         since_record = 0
+        recorded_at = time.monotonic()
         try:
             while True:
                 index, offset, length, crc = wire.recv_chunk_header(sock)
@@ -241,14 +245,15 @@ class Receiver:
                 wire.bit_set(have, index)
                 source.mark(index, crc)
                 received += length
-                since_record += length
+                since_record += 1
                 self.progress.add_bytes(transfer, target, length, received=length)
-                if since_record >= RECORD_EVERY:
+                if since_record >= RECORD_EVERY_CHUNKS or time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
                     # No fdatasync here: the record is a hint for resuming, and a resumed file is
                     # verified whole against its SHA-256 before it is renamed, so a chunk the
                     # record claims but the disk lost only costs a retry, never a wrong file.
                     record.save(have)
                     since_record = 0
+                    recorded_at = time.monotonic()
         except BaseException:
             hasher.close()
             # Keep what arrived intact so that the next attempt resumes from it.
