@@ -53,17 +53,21 @@ class PartRecord:
     def save(self, have: bytearray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "sha256": self.sha256,
-                    "size": self.size,
-                    "chunk_size": self.chunk_size,
-                    "have": wire.bitmap_to_hex(have),
-                }
+        try:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "sha256": self.sha256,
+                        "size": self.size,
+                        "chunk_size": self.chunk_size,
+                        "have": wire.bitmap_to_hex(have),
+                    }
+                )
             )
-        )
-        os.replace(tmp, self.path)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written record behind
+            raise
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

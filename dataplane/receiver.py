@@ -9,8 +9,10 @@ The same listener takes message batches (into the inbox) and UDP-mode control co
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -124,6 +126,7 @@ class Receiver:
                 results.setdefault(key, row)
         try:
             wire.send_json(sock, {"results": results_to_wire(results)})
+            _drain(sock, self.limits.io_timeout)
         except OSError:
             pass
 
@@ -156,6 +159,13 @@ class Receiver:
         part = dest.with_name(dest.name + PART_SUFFIX)
         record = PartRecord.of(self.root, name, size, chunk_size, sha256)
         have = record.load(part)
+        # Refused before a byte is sent: a file that cannot fit would only fill the disk.
+        need = size - (part.stat().st_size if any(have) else 0)
+        free = shutil.disk_usage(dest.parent).free
+        if need > free:
+            error = no_space(free, need)
+            wire.send_json(sock, {"status": "error", "error": error})
+            return TargetResult(status="failed", error=error), ({}, [])
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # A fresh .part grows as chunks arrive: writing into a pre-sized sparse file was
@@ -171,9 +181,16 @@ class Receiver:
                 source.finish(str(exc))
                 result = TargetResult(status="cancelled", error=str(exc))
             except (OSError, wire.ProtocolError, TimeoutError, ValueError) as exc:
+                error = str(exc)
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    # A full disk: what was written is worth less than the space it holds, and
+                    # the node must take files that fit afterwards.
+                    part.unlink(missing_ok=True)
+                    record.remove()
+                    error = no_space(shutil.disk_usage(dest.parent).free)
                 # Children stop waiting for chunks that will not come, and fail with this reason.
-                source.finish(str(exc))
-                result = TargetResult(status="failed", error=str(exc))
+                source.finish(error)
+                result = TargetResult(status="failed", error=error)
             return result, subtree
         finally:
             os.close(fd)
@@ -305,3 +322,22 @@ class Receiver:
             limits=self.limits,
             counters=self.counters,
         )
+
+
+def no_space(free: int, need: int | None = None) -> str:
+    wanted = f"the file needs {need:,} bytes, " if need is not None else ""
+    return f"no space left on device (ENOSPC): {wanted}{free:,} bytes free in the node's storage"
+
+
+def _drain(sock: socket.socket, timeout: float) -> None:
+    """Read what the sender still sends until it closes, after the result went out.
+
+    A receiver that fails mid-file answers at once; closing with chunks unread would reset the
+    connection, and the sender would report "connection reset" instead of the reason. The
+    sender stops within a chunk once it sees the answer.
+    """
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    buf = bytearray(256 * 1024)
+    while sock.recv_into(buf):
+        pass
