@@ -18,6 +18,13 @@ from dataplane.contract import Caps
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
 
+LOOPBACK = "127.0.0.1"
+
+
+def actor_name(node: Node) -> str:
+    # The storage path is part of the name: a node moved to other storage gets a new actor.
+    return f"{node.actor_name}:{hashlib.sha1(str(node.storage_root).encode()).hexdigest()[:10]}"
+
 
 class NodeSteps:
     """Starts and stops node actors; records their heartbeats and which nodes went quiet."""
@@ -30,6 +37,7 @@ class NodeSteps:
     pending_pings: dict[int, Any]  # node id -> the ping sent last heartbeat
     heard_from: set[int]  # nodes whose actor answered this worker since it connected
     connected_at: float
+    local_ray: bool  # switching.py: attached to a Ray this process started on its own
     node_held: Callable[[Node], bool]  # health.py
 
     def nodes(self) -> QuerySet[Node]:
@@ -53,8 +61,7 @@ class NodeSteps:
         if handle is not None:
             return handle
         options: dict[str, Any] = {
-            # The storage path is part of the name: a node moved to other storage gets a new actor.
-            "name": f"{node.actor_name}:{hashlib.sha1(str(node.storage_root).encode()).hexdigest()[:10]}",
+            "name": actor_name(node),
             "namespace": settings.CASTRAY_RAY_NAMESPACE,
             "get_if_exists": True,
             "lifetime": "detached",
@@ -74,6 +81,9 @@ class NodeSteps:
                 port=node.requested_port or 0,
                 io_timeout=settings.CASTRAY_IO_TIMEOUT,
                 inbox_size=settings.CASTRAY_INBOX_SIZE,
+                # A local Ray started here runs every actor on this machine: nothing outside it
+                # needs to reach their ports, so they listen on loopback only.
+                bind_address=LOOPBACK if self.local_ray else None,
             )
         )
         self.actors[node.pk] = handle
@@ -101,6 +111,13 @@ class NodeSteps:
             if node is None or not node.enabled:
                 self.stop_actor(node_id)
                 done["stopped"].append(node.name if node else str(node_id))
+            elif self.actor_names.get(node_id) != actor_name(node):
+                # Its storage moved: the old actor would keep writing into the old directory.
+                self.stop_actor(node_id)
+                self.pending_pings.pop(node_id, None)
+                self.heard_from.discard(node_id)
+                node_mark(node=node, status=Node.Status.STARTING, detail="storage moved: starting a new actor")
+                done["stopped"].append(node.name)
         # Collect pings sent last time; send new ones. Nothing here waits on a slow actor.
         now = timezone.now()
         for name, online in self.collect_pings(nodes, now):

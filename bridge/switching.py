@@ -35,6 +35,7 @@ class SwitchSteps:
     config: RunConfig
     connected: bool
     connected_at: float
+    local_ray: bool  # attached to a Ray this process started: actors listen on loopback
     backoff: float  # seconds until the next try after a failed connect
     next_connect: float  # monotonic time of the next try
     actors: dict[int, Any]
@@ -72,6 +73,7 @@ class SwitchSteps:
             return False
         services.cluster_record(cluster=cluster, status=Cluster.Status.CONNECTED, info=info, worker_id=self.worker_id)
         self.connected = True
+        self.local_ray = not address
         self.connected_at = time.monotonic()
         self.heard_from.clear()
         self.backoff = 1.0

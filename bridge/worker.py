@@ -57,6 +57,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
 
         # Connection and switching (switching.py).
         self.connected = False
+        self.local_ray = False  # attached to a Ray this process started: actors listen on loopback
         self.connected_at = 0.0
         self.backoff = 1.0
         self.next_connect = 0.0

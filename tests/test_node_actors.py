@@ -1,0 +1,37 @@
+"""Node actors follow their node: a moved storage directory gets a new actor, and in the
+one-machine default (a local Ray started by CastRay) the data-plane ports listen on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodes.models import Node
+from tests.helpers import finished, random_file, sha256_of
+from transfers.models import Transfer
+from transfers.services import transfer_create
+
+pytestmark = [pytest.mark.ray, pytest.mark.django_db]
+
+
+def test_a_cast_after_a_storage_move_lands_in_the_new_directory(worker, nodes, staff_api, tmp_path: Path) -> None:
+    moved = tmp_path / "moved"
+    response = staff_api.patch("/api/v1/nodes/node_2/", {"storage_dir": str(moved)}, format="json")
+    assert response.status_code == 200, response.json()
+    old_pid = nodes["node_2"].actor_pid
+    assert worker.run_until(
+        lambda: Node.objects.filter(name="node_2", status=Node.Status.ONLINE).exclude(actor_pid=old_pid).exists(),
+        timeout=60,
+    ), Node.objects.filter(name="node_2").values_list("status", "status_detail").first()
+
+    path = random_file(nodes["node_1"], "m.bin", 1024 * 1024)
+    transfer = transfer_create(source=nodes["node_1"], file_name="m.bin", targets=[nodes["node_2"]])
+    assert worker.run_until(finished(transfer), timeout=60)
+    assert transfer.status == Transfer.Status.COMPLETED, transfer.error
+    assert sha256_of(moved / "m.bin") == sha256_of(path)
+    assert not (Path(nodes["node_1"].storage_root).parent / "node_2" / "m.bin").exists()
+
+
+def test_actors_listen_on_loopback_when_castray_started_ray_itself(worker, nodes) -> None:
+    assert {n.address for n in Node.objects.filter(name__in=nodes)} == {"127.0.0.1"}
