@@ -102,6 +102,30 @@ class NodeSteps:
             pass
         return True
 
+    def end_stale_actors(self) -> list[str]:
+        """End node actors an earlier run left behind that no enabled node will use; return their names.
+
+        Actors are detached, so a CastRay that died leaves them running. The ones whose name is
+        an enabled node's current one are adopted (`actor_for` gets them by name); the others
+        (deleted or disabled nodes, moved storage) would only hold ports and memory.
+        """
+        import ray
+
+        namespace = settings.CASTRAY_RAY_NAMESPACE
+        wanted = {actor_name(node) for node in self.nodes().filter(enabled=True)}
+        prefix = f"castnode:{self.node_prefix}"
+        ended = []
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = entry["name"]
+            if entry["namespace"] != namespace or not name.startswith(prefix) or name in wanted:
+                continue
+            try:
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+                ended.append(name)
+            except Exception:  # noqa: BLE001 - gone meanwhile is fine
+                pass
+        return ended
+
     def sync_nodes(self) -> dict[str, list[str]]:
         """Start actors for enabled nodes, stop disabled ones, and read heartbeats."""
         done: dict[str, list[str]] = {"online": [], "offline": [], "stopped": []}

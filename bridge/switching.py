@@ -49,6 +49,7 @@ class SwitchSteps:
     switch_started: float
     last_control: float
     nodes: Callable[[], QuerySet[Node]]  # nodes.py
+    end_stale_actors: Callable[[], list[str]]  # nodes.py
     forget_cluster: Callable[[], None]  # health.py
 
     def ensure_connected(self) -> bool:
@@ -77,6 +78,9 @@ class SwitchSteps:
         self.connected_at = time.monotonic()
         self.heard_from.clear()
         self.backoff = 1.0
+        ended = self.end_stale_actors()
+        if ended:
+            log.info("ended %d node actor(s) left by an earlier run: %s", len(ended), ", ".join(ended))
         return True
 
     def before_connect(self) -> dict[str, Any]:

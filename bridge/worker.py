@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from bridge import connection as ray_connection
 from bridge.casts import CastSteps, Running
 from bridge.config import RunConfig, cluster_secret
 from bridge.demo import DemoSteps, PendingDemo
@@ -165,7 +166,22 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
                 did = {}
             if not _busy(did):
                 self.wait_for_work(idle_sleep)
+        self.shutdown()
         log.info("worker %s stopped", self.worker_id)
+
+    def shutdown(self) -> None:
+        """End this worker's node actors, and the local Ray it started, with the worker.
+
+        The actors are detached (they outlive a worker that dies, so another can go on), but a
+        CastRay that stops must not leave them, or a local Ray's agents, running on the host.
+        """
+        if not self.connected:
+            return
+        for node_id in list(self.actors):
+            self.stop_actor(node_id)
+        if ray_connection.started_here():
+            ray_connection.disconnect()
+        self.connected = False
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 60.0) -> bool:
         """Tick until `predicate()` is true (for tests and one-shot commands)."""
