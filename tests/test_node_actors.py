@@ -3,6 +3,7 @@ one-machine default (a local Ray started by CastRay) the data-plane ports listen
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,38 @@ def test_a_cast_after_a_storage_move_lands_in_the_new_directory(worker, nodes, s
 
 def test_actors_listen_on_loopback_when_castray_started_ray_itself(worker, nodes) -> None:
     assert {n.address for n in Node.objects.filter(name__in=nodes)} == {"127.0.0.1"}
+
+
+def _named_actors() -> set[str]:
+    import ray
+
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+
+
+def test_a_starting_worker_ends_actors_an_earlier_run_left_and_a_stopping_one_ends_its_own(
+    worker, db, tmp_path: Path
+) -> None:
+    import ray
+    from django.conf import settings
+
+    from dataplane.actor import CastNode
+    from nodes.services import node_create
+
+    leftover = "castnode:gone:0123456789"
+    ghost = (
+        ray.remote(CastNode)
+        .options(name=leftover, namespace=settings.CASTRAY_RAY_NAMESPACE, lifetime="detached", num_cpus=0)
+        .remote("gone", str(tmp_path / "gone"), b"secret")
+    )
+    ray.get(ghost.ping.remote())
+    node_create(name="node_1")
+    assert worker.run_until(lambda: Node.objects.online().count() == 1, timeout=60)
+    assert leftover not in _named_actors()
+    kept = worker.actor_names[Node.objects.get().pk]
+    assert kept in _named_actors()
+
+    worker.shutdown()
+    deadline = time.monotonic() + 10
+    while kept in _named_actors() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kept not in _named_actors()
