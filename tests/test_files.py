@@ -15,6 +15,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from clusters.models import Cluster
+from clusters.services import cluster_active, cluster_record
 from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
@@ -155,6 +157,7 @@ def test_upload_to_an_unknown_node_is_404_and_to_storage_elsewhere_is_409(api, s
     response = upload(api, "node_77", b"x")
     assert response.status_code == 404
     assert "no node named 'node_77'" in response.json()["message"]
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.CONNECTED)
     node_create(name="remote", storage_dir="/nonexistent/elsewhere")
     response = upload(api, "remote", b"x")
     assert response.status_code == 409
@@ -246,10 +249,21 @@ def test_the_file_list_is_paginated(api, node) -> None:
 
 def test_listing_needs_a_known_local_node(api, storage) -> None:
     assert api.get("/api/v1/nodes/nope/files/").status_code == 404
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.CONNECTED)
     node_create(name="remote", storage_dir="/nonexistent/elsewhere")
     response = api.get("/api/v1/nodes/remote/files/")
     assert response.status_code == 409
     assert "not on this host" in response.json()["message"]
+
+
+def test_while_ray_is_down_a_storage_not_created_yet_is_not_called_remote(api, storage) -> None:
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.DEGRADED, error="Ray did not start at local")
+    node_create(name="fresh")  # its actor, which creates the directory, never started
+    response = api.post("/api/v1/nodes/fresh/generate/", {"name": "g.bin", "size": 10}, format="json")
+    assert response.status_code == 409
+    message = response.json()["message"]
+    assert "not on this host" not in message
+    assert "not connected to Ray" in message and "degraded: Ray did not start at local" in message
 
 
 # --- download ----------------------------------------------------------------------------
