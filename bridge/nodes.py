@@ -17,8 +17,10 @@ from castray_site.lib import short_error
 from dataplane.contract import Caps
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
+from transfers.models import Target, Transfer
 
 LOOPBACK = "127.0.0.1"
+PART_SWEEP_SECONDS = 600.0  # how often the actors look for .part files past CASTRAY_PART_MAX_AGE
 
 
 def actor_name(node: Node) -> str:
@@ -37,6 +39,7 @@ class NodeSteps:
     pending_pings: dict[int, Any]  # node id -> the ping sent last heartbeat
     heard_from: set[int]  # nodes whose actor answered this worker since it connected
     connected_at: float
+    last_part_sweep: float  # monotonic time the actors last removed stale .part files
     local_ray: bool  # switching.py: attached to a Ray this process started on its own
     node_held: Callable[[Node], bool]  # health.py
 
@@ -126,6 +129,21 @@ class NodeSteps:
                 pass
         return ended
 
+    def expire_parts(self) -> list[Any]:
+        """Have every actor remove `.part` files older than CASTRAY_PART_MAX_AGE that no queued or
+        running cast will resume; return the calls' references (nothing waits on them)."""
+        keep: dict[int, list[str]] = {}
+        active = Target.objects.filter(
+            transfer__status__in=(Transfer.Status.QUEUED, Transfer.Status.RUNNING)
+        ).values_list("node_id", "transfer__dest_name", "transfer__file_name")
+        for node_id, dest_name, file_name in active:
+            keep.setdefault(node_id, []).append(dest_name or file_name)
+        self.last_part_sweep = time.monotonic()
+        return [
+            handle.expire_parts.remote(settings.CASTRAY_PART_MAX_AGE, keep.get(node_id, []))
+            for node_id, handle in self.actors.items()
+        ]
+
     def sync_nodes(self) -> dict[str, list[str]]:
         """Start actors for enabled nodes, stop disabled ones, and read heartbeats."""
         done: dict[str, list[str]] = {"online": [], "offline": [], "stopped": []}
@@ -158,6 +176,8 @@ class NodeSteps:
         for node in nodes.values():
             if node.enabled and node.last_heartbeat is None and node.status == Node.Status.OFFLINE:
                 node_mark(node=node, status=Node.Status.STARTING, detail="starting its actor")
+        if time.monotonic() - self.last_part_sweep >= PART_SWEEP_SECONDS:
+            self.expire_parts()
         return done
 
     def collect_pings(self, nodes: dict[int, Node], now: datetime) -> list[tuple[str, bool]]:

@@ -71,6 +71,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
         self.actor_names: dict[int, str] = {}
         self.pending_pings: dict[int, Any] = {}
         self.heard_from: set[int] = set()
+        self.last_part_sweep = float("-inf")
 
         # Ray node health (health.py); forgotten when the worker leaves a cluster.
         self.first_seen: dict[str, float] = {}

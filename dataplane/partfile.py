@@ -161,3 +161,25 @@ class PartFile:
         if delete:
             self.part.unlink(missing_ok=True)
             self.record.remove()
+
+
+def remove_part(root: Path, name: str) -> bool:
+    """Remove the `.part` of `name` (its final name) and its chunk record; return whether it existed."""
+    dest = resolve_in(root, name)
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    existed = part.is_file()
+    part.unlink(missing_ok=True)
+    PartRecord.of(root, name, 0, 0, "").remove()  # the record's path depends on the name only
+    return existed
+
+
+def stale_parts(root: Path, max_age: float, now: float) -> list[str]:
+    """The final names of the `.part` files under `root` not written to for `max_age` seconds."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) == root and d == META_DIR)]
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            if filename.endswith(PART_SUFFIX) and now - path.lstat().st_mtime > max_age:
+                found.append(str(path.relative_to(root))[: -len(PART_SUFFIX)])
+    return sorted(found)

@@ -17,11 +17,13 @@ from rest_framework.test import APIClient
 
 from clusters.models import Cluster
 from clusters.services import cluster_active, cluster_record
+from dataplane.partfile import PartRecord
 from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
 from tests.helpers import sha256_of
 from transfers.models import Transfer
+from transfers.services import transfer_create
 
 pytestmark = pytest.mark.django_db
 
@@ -346,6 +348,28 @@ def test_only_staff_delete_files(api, staff_api, blob, node) -> None:
     assert response.status_code == 404
     assert staff_api.delete("/api/v1/nodes/node_1/files/../x").status_code == 400
     assert staff_api.delete("/api/v1/nodes/node_1/files/d").status_code == 400
+
+
+def test_staff_delete_the_part_of_a_failed_receive_unless_a_cast_will_resume_it(api, staff_api, node, peer) -> None:
+    part = Path(peer.storage_root) / "d" / "big.bin.part"
+    part.parent.mkdir()
+    part.write_bytes(b"half")
+    record = PartRecord.of(Path(peer.storage_root).resolve(), "d/big.bin", 0, 0, "").path
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    (Path(node.storage_root) / "d").mkdir()
+    (Path(node.storage_root) / "d" / "big.bin").write_bytes(b"whole")
+    cast = transfer_create(source=node, file_name="d/big.bin", targets=[peer])
+    response = staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part")
+    assert response.status_code == 409, response.json()
+    assert part.exists()
+
+    Transfer.objects.filter(pk=cast.pk).update(status=Transfer.Status.FAILED)
+    assert api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 403
+    assert staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 204
+    assert not part.exists() and not record.exists()
+    assert staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 404
+    assert staff_api.delete("/api/v1/nodes/node_2/files/../x.part").status_code == 400
 
 
 # --- generator ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ one-machine default (a local Ray started by CastRay) the data-plane ports listen
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -71,3 +72,20 @@ def test_a_starting_worker_ends_actors_an_earlier_run_left_and_a_stopping_one_en
     while kept in _named_actors() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert kept not in _named_actors()
+
+
+def test_the_worker_expires_parts_that_no_cast_will_resume(worker, nodes, settings) -> None:
+    import ray
+
+    root = Path(nodes["node_2"].storage_root)
+    parts = {name: root / f"{name}.part" for name in ("old.bin", "resumed.bin", "fresh.bin")}
+    for path in parts.values():
+        path.write_bytes(b"part")
+    for name in ("old.bin", "resumed.bin"):
+        os.utime(parts[name], (time.time() - 7200, time.time() - 7200))
+    random_file(nodes["node_1"], "resumed.bin", 10)
+    transfer_create(source=nodes["node_1"], file_name="resumed.bin", targets=[nodes["node_2"]])  # queued
+    settings.CASTRAY_PART_MAX_AGE = 3600
+
+    ray.get(worker.expire_parts())
+    assert {name for name, path in parts.items() if path.exists()} == {"resumed.bin", "fresh.bin"}
