@@ -197,14 +197,20 @@ class NodeSteps:
             try:
                 info = ray.get(ref)
             except RayError as exc:
-                self.actors.pop(node_id, None)
-                node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {short_error(exc)}")
+                self.actor_failed(node, exc)
                 heard.append((node.name, False))
                 continue
             node_record_heartbeat(node=node, info=info.as_dict(), seen=now)
             self.heard_from.add(node_id)
             heard.append((node.name, True))
         return heard
+
+    def actor_failed(self, node: Node, exc: BaseException) -> None:
+        """Take a node whose actor died out of `online` at once, so no cast is planned onto it;
+        the next heartbeat starts a new actor."""
+        self.actors.pop(node.pk, None)
+        self.pending_pings.pop(node.pk, None)
+        node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {short_error(exc)}")
 
     def mark_quiet(self, node: Node, now: datetime) -> bool:
         """Take an enabled node offline when its actor stopped answering, or never did; return whether."""

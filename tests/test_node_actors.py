@@ -4,6 +4,7 @@ one-machine default (a local Ray started by CastRay) the data-plane ports listen
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from transfers.models import Transfer
 from transfers.services import transfer_create
 
 pytestmark = [pytest.mark.ray, pytest.mark.django_db]
+MiB = 1024 * 1024
 
 
 def test_a_cast_after_a_storage_move_lands_in_the_new_directory(worker, nodes, staff_api, tmp_path: Path) -> None:
@@ -89,3 +91,37 @@ def test_the_worker_expires_parts_that_no_cast_will_resume(worker, nodes, settin
 
     ray.get(worker.expire_parts())
     assert {name for name, path in parts.items() if path.exists()} == {"resumed.bin", "fresh.bin"}
+
+
+def test_a_receiver_killed_mid_file_goes_out_of_online_and_the_retry_resumes(worker, make_nodes, settings) -> None:
+    import ray
+
+    from dataplane.contract import Caps
+
+    source, target_node = make_nodes(2)
+    ray.get(worker.actors[target_node.pk].ping.remote(Caps(None, 8 * MiB)))  # slow enough to kill it midway
+    size = 32 * MiB
+    path = random_file(source, "k.bin", size)
+    first = transfer_create(source=source, file_name="k.bin", targets=[target_node])
+    # No heartbeat meanwhile: only the cast itself can tell that the actor died.
+    settings.CASTRAY_HEARTBEAT_SECONDS = 3600
+    worker.last_nodes = time.monotonic()
+    assert worker.run_until(lambda: first.targets.get().bytes_done >= 12 * MiB, timeout=60)
+    target_node.refresh_from_db()
+    os.kill(target_node.actor_pid, signal.SIGKILL)
+    assert worker.run_until(finished(first), timeout=60)
+    assert first.targets.get().status == "failed"
+    target_node.refresh_from_db()
+    assert target_node.status != Node.Status.ONLINE, "a node whose actor died still shows online"
+
+    settings.CASTRAY_HEARTBEAT_SECONDS = 0.5
+    dead_pid = target_node.actor_pid
+    assert worker.run_until(
+        lambda: Node.objects.filter(pk=target_node.pk, status=Node.Status.ONLINE).exclude(actor_pid=dead_pid).exists(),
+        timeout=60,
+    )
+    second = transfer_create(source=source, file_name="k.bin", targets=[target_node])
+    assert worker.run_until(finished(second), timeout=60)
+    assert second.status == Transfer.Status.COMPLETED, second.error
+    assert 0 < second.targets.get().bytes_received < size
+    assert sha256_of(Path(target_node.storage_root) / "k.bin") == sha256_of(path)
