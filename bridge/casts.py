@@ -50,6 +50,7 @@ class CastSteps:
     actor_names: dict[int, str]
     running: dict[int, Running]  # transfer id -> its cast
     actor_for: Callable[[Node], Any]  # nodes.py
+    actor_failed: Callable[[Node, BaseException], None]  # nodes.py
 
     def recover(self) -> list[int]:
         return services.transfer_recover_expired(worker_id=self.worker_id)
@@ -215,7 +216,10 @@ class CastSteps:
             if ref in ready:
                 try:
                     pid = ray.get(ref).pid
-                except Exception:  # noqa: BLE001 - a dead actor is simply not alive
+                except Exception as exc:  # noqa: BLE001 - a dead actor is simply not alive
+                    node = Node.objects.filter(pk=run.target_nodes.get(tid, -1)).first()
+                    if node is not None:
+                        self.actor_failed(node, exc)
                     continue
                 # A restarted actor is a new process: the one that held this target died.
                 if pid == run.pids.get(tid):

@@ -15,6 +15,10 @@ from django.conf import settings
 from castray_site.lib import short_error
 
 HEAD_RESOURCE = "node:__internal_head__"
+# Ray's C++ failure signal handler (installed by ray.init, process-wide, read when ray is first
+# imported) also takes SIGTERM: stopping the server printed a stack dump and "Aborted" instead
+# of letting the server stop its worker, actors and local Ray. Python's own handlers do that.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 # Ray's connection belongs to the process (`ray.init` is process-wide), not to a worker, so
 # what this process attached to is kept here, beside it. What it asked `ray.init` for: None
 # until it did, "" for a local Ray it started.
@@ -134,6 +138,11 @@ def connect(address: str) -> dict[str, Any]:
     url = context.dashboard_url or ""
     _dashboard_url = url if not url or url.startswith("http") else f"http://{url}"
     return snapshot()
+
+
+def started_here() -> bool:
+    """Whether this process started the Ray it is attached to (a local one: it ends with us)."""
+    return _attached == ""
 
 
 def disconnect() -> None:

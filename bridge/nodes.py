@@ -17,6 +17,15 @@ from castray_site.lib import short_error
 from dataplane.contract import Caps
 from nodes.models import Node
 from nodes.services import node_mark, node_record_heartbeat
+from transfers.models import Target, Transfer
+
+LOOPBACK = "127.0.0.1"
+PART_SWEEP_SECONDS = 600.0  # how often the actors look for .part files past CASTRAY_PART_MAX_AGE
+
+
+def actor_name(node: Node) -> str:
+    # The storage path is part of the name: a node moved to other storage gets a new actor.
+    return f"{node.actor_name}:{hashlib.sha1(str(node.storage_root).encode()).hexdigest()[:10]}"
 
 
 class NodeSteps:
@@ -30,6 +39,8 @@ class NodeSteps:
     pending_pings: dict[int, Any]  # node id -> the ping sent last heartbeat
     heard_from: set[int]  # nodes whose actor answered this worker since it connected
     connected_at: float
+    last_part_sweep: float  # monotonic time the actors last removed stale .part files
+    local_ray: bool  # switching.py: attached to a Ray this process started on its own
     node_held: Callable[[Node], bool]  # health.py
 
     def nodes(self) -> QuerySet[Node]:
@@ -53,8 +64,7 @@ class NodeSteps:
         if handle is not None:
             return handle
         options: dict[str, Any] = {
-            # The storage path is part of the name: a node moved to other storage gets a new actor.
-            "name": f"{node.actor_name}:{hashlib.sha1(str(node.storage_root).encode()).hexdigest()[:10]}",
+            "name": actor_name(node),
             "namespace": settings.CASTRAY_RAY_NAMESPACE,
             "get_if_exists": True,
             "lifetime": "detached",
@@ -74,6 +84,9 @@ class NodeSteps:
                 port=node.requested_port or 0,
                 io_timeout=settings.CASTRAY_IO_TIMEOUT,
                 inbox_size=settings.CASTRAY_INBOX_SIZE,
+                # A local Ray started here runs every actor on this machine: nothing outside it
+                # needs to reach their ports, so they listen on loopback only.
+                bind_address=LOOPBACK if self.local_ray else None,
             )
         )
         self.actors[node.pk] = handle
@@ -92,6 +105,45 @@ class NodeSteps:
             pass
         return True
 
+    def end_stale_actors(self) -> list[str]:
+        """End node actors an earlier run left behind that no enabled node will use; return their names.
+
+        Actors are detached, so a CastRay that died leaves them running. The ones whose name is
+        an enabled node's current one are adopted (`actor_for` gets them by name); the others
+        (deleted or disabled nodes, moved storage) would only hold ports and memory.
+        """
+        import ray
+
+        namespace = settings.CASTRAY_RAY_NAMESPACE
+        wanted = {actor_name(node) for node in self.nodes().filter(enabled=True)}
+        prefix = f"castnode:{self.node_prefix}"
+        ended = []
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = entry["name"]
+            if entry["namespace"] != namespace or not name.startswith(prefix) or name in wanted:
+                continue
+            try:
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+                ended.append(name)
+            except Exception:  # noqa: BLE001 - gone meanwhile is fine
+                pass
+        return ended
+
+    def expire_parts(self) -> list[Any]:
+        """Have every actor remove `.part` files older than CASTRAY_PART_MAX_AGE that no queued or
+        running cast will resume; return the calls' references (nothing waits on them)."""
+        keep: dict[int, list[str]] = {}
+        active = Target.objects.filter(
+            transfer__status__in=(Transfer.Status.QUEUED, Transfer.Status.RUNNING)
+        ).values_list("node_id", "transfer__dest_name", "transfer__file_name")
+        for node_id, dest_name, file_name in active:
+            keep.setdefault(node_id, []).append(dest_name or file_name)
+        self.last_part_sweep = time.monotonic()
+        return [
+            handle.expire_parts.remote(settings.CASTRAY_PART_MAX_AGE, keep.get(node_id, []))
+            for node_id, handle in self.actors.items()
+        ]
+
     def sync_nodes(self) -> dict[str, list[str]]:
         """Start actors for enabled nodes, stop disabled ones, and read heartbeats."""
         done: dict[str, list[str]] = {"online": [], "offline": [], "stopped": []}
@@ -101,6 +153,13 @@ class NodeSteps:
             if node is None or not node.enabled:
                 self.stop_actor(node_id)
                 done["stopped"].append(node.name if node else str(node_id))
+            elif self.actor_names.get(node_id) != actor_name(node):
+                # Its storage moved: the old actor would keep writing into the old directory.
+                self.stop_actor(node_id)
+                self.pending_pings.pop(node_id, None)
+                self.heard_from.discard(node_id)
+                node_mark(node=node, status=Node.Status.STARTING, detail="storage moved: starting a new actor")
+                done["stopped"].append(node.name)
         # Collect pings sent last time; send new ones. Nothing here waits on a slow actor.
         now = timezone.now()
         for name, online in self.collect_pings(nodes, now):
@@ -117,6 +176,8 @@ class NodeSteps:
         for node in nodes.values():
             if node.enabled and node.last_heartbeat is None and node.status == Node.Status.OFFLINE:
                 node_mark(node=node, status=Node.Status.STARTING, detail="starting its actor")
+        if time.monotonic() - self.last_part_sweep >= PART_SWEEP_SECONDS:
+            self.expire_parts()
         return done
 
     def collect_pings(self, nodes: dict[int, Node], now: datetime) -> list[tuple[str, bool]]:
@@ -136,14 +197,20 @@ class NodeSteps:
             try:
                 info = ray.get(ref)
             except RayError as exc:
-                self.actors.pop(node_id, None)
-                node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {short_error(exc)}")
+                self.actor_failed(node, exc)
                 heard.append((node.name, False))
                 continue
             node_record_heartbeat(node=node, info=info.as_dict(), seen=now)
             self.heard_from.add(node_id)
             heard.append((node.name, True))
         return heard
+
+    def actor_failed(self, node: Node, exc: BaseException) -> None:
+        """Take a node whose actor died out of `online` at once, so no cast is planned onto it;
+        the next heartbeat starts a new actor."""
+        self.actors.pop(node.pk, None)
+        self.pending_pings.pop(node.pk, None)
+        node_mark(node=node, status=Node.Status.ERROR, detail=f"actor failed: {short_error(exc)}")
 
     def mark_quiet(self, node: Node, now: datetime) -> bool:
         """Take an enabled node offline when its actor stopped answering, or never did; return whether."""

@@ -35,6 +35,7 @@ class SwitchSteps:
     config: RunConfig
     connected: bool
     connected_at: float
+    local_ray: bool  # attached to a Ray this process started: actors listen on loopback
     backoff: float  # seconds until the next try after a failed connect
     next_connect: float  # monotonic time of the next try
     actors: dict[int, Any]
@@ -48,6 +49,7 @@ class SwitchSteps:
     switch_started: float
     last_control: float
     nodes: Callable[[], QuerySet[Node]]  # nodes.py
+    end_stale_actors: Callable[[], list[str]]  # nodes.py
     forget_cluster: Callable[[], None]  # health.py
 
     def ensure_connected(self) -> bool:
@@ -72,9 +74,13 @@ class SwitchSteps:
             return False
         services.cluster_record(cluster=cluster, status=Cluster.Status.CONNECTED, info=info, worker_id=self.worker_id)
         self.connected = True
+        self.local_ray = not address
         self.connected_at = time.monotonic()
         self.heard_from.clear()
         self.backoff = 1.0
+        ended = self.end_stale_actors()
+        if ended:
+            log.info("ended %d node actor(s) left by an earlier run: %s", len(ended), ", ".join(ended))
         return True
 
     def before_connect(self) -> dict[str, Any]:

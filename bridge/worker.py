@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from bridge import connection as ray_connection
 from bridge.casts import CastSteps, Running
 from bridge.config import RunConfig, cluster_secret
 from bridge.demo import DemoSteps, PendingDemo
@@ -57,6 +58,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
 
         # Connection and switching (switching.py).
         self.connected = False
+        self.local_ray = False  # attached to a Ray this process started: actors listen on loopback
         self.connected_at = 0.0
         self.backoff = 1.0
         self.next_connect = 0.0
@@ -69,6 +71,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
         self.actor_names: dict[int, str] = {}
         self.pending_pings: dict[int, Any] = {}
         self.heard_from: set[int] = set()
+        self.last_part_sweep = float("-inf")
 
         # Ray node health (health.py); forgotten when the worker leaves a cluster.
         self.first_seen: dict[str, float] = {}
@@ -164,7 +167,22 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
                 did = {}
             if not _busy(did):
                 self.wait_for_work(idle_sleep)
+        self.shutdown()
         log.info("worker %s stopped", self.worker_id)
+
+    def shutdown(self) -> None:
+        """End this worker's node actors, and the local Ray it started, with the worker.
+
+        The actors are detached (they outlive a worker that dies, so another can go on), but a
+        CastRay that stops must not leave them, or a local Ray's agents, running on the host.
+        """
+        if not self.connected:
+            return
+        for node_id in list(self.actors):
+            self.stop_actor(node_id)
+        if ray_connection.started_here():
+            ray_connection.disconnect()
+        self.connected = False
 
     def run_until(self, predicate: Callable[[], bool], *, timeout: float = 60.0) -> bool:
         """Tick until `predicate()` is true (for tests and one-shot commands)."""

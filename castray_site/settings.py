@@ -227,6 +227,8 @@ CASTRAY_DEFAULT_EGRESS_CAP = env_size("CASTRAY_DEFAULT_EGRESS_CAP", 0)  # bytes/
 CASTRAY_DEFAULT_INGRESS_CAP = env_size("CASTRAY_DEFAULT_INGRESS_CAP", 0)
 CASTRAY_DEFAULT_NODE_CONCURRENCY = env_int("CASTRAY_DEFAULT_NODE_CONCURRENCY", 4, minimum=1)
 CASTRAY_INBOX_SIZE = env_int("CASTRAY_INBOX_SIZE", 1000, minimum=1)
+# Seconds after which a .part no queued or running cast will resume is removed by the worker.
+CASTRAY_PART_MAX_AGE = env_float("CASTRAY_PART_MAX_AGE", 24 * 3600.0, minimum=1.0)
 # Rounds of re-parenting after relays fail (targets resume from the chunks they hold).
 CASTRAY_REPAIR_ROUNDS = env_int("CASTRAY_REPAIR_ROUNDS", 2, minimum=0)
 # Paced send rate of the reliable-UDP mode, bytes per second per receiver (0: unpaced).

@@ -24,6 +24,7 @@ from dataplane.flow import Counters, Limits, Progress
 from dataplane.generator import write_generated
 from dataplane.inbox import Inbox, send_messages
 from dataplane.object_store import StoreReceiver, store_cast
+from dataplane.partfile import remove_part, stale_parts
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
@@ -273,6 +274,25 @@ class CastNode:
             return False
         path.unlink()
         return True
+
+    def expire_parts(self, max_age: float, keep: list[str]) -> list[str]:
+        """Remove `.part` files (and chunk records) idle for `max_age` seconds; return their names.
+
+        A failed or abandoned receive keeps its `.part` so that a retry resumes from it; one that
+        no cast in `keep` (the names queued and running casts will write) will resume only holds
+        space. A name being received right now is left alone.
+        """
+        removed = []
+        for name in stale_parts(self.root, max_age, time.time()):
+            lock = self.locks.hold(name)
+            if name in keep or not lock.acquire(blocking=False):
+                continue
+            try:
+                if remove_part(self.root, name):
+                    removed.append(name)
+            finally:
+                lock.release()
+        return removed
 
     def generate_file(self, name: str, size: int, content: str, chunk_size: int) -> FileInfo:
         """Write a file of exactly `size` bytes and record its manifest while writing."""

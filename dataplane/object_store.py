@@ -125,8 +125,8 @@ class StoreReceiver:
         self.limits.check(transfer)
         if self.limits.ingress:
             self.limits.ingress.consume(len(data))
-        part.write(index, data, crc)
-        self.progress.add_bytes(transfer, target, len(data), received=len(data))
+        if part.write(index, data, crc):  # a chunk sent again is no progress
+            self.progress.add_bytes(transfer, target, len(data), received=len(data))
 
     def end(self, transfer: int, target: int, error: str) -> TargetResult:
         with self.lock:

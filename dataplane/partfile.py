@@ -53,17 +53,21 @@ class PartRecord:
     def save(self, have: bytearray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "sha256": self.sha256,
-                    "size": self.size,
-                    "chunk_size": self.chunk_size,
-                    "have": wire.bitmap_to_hex(have),
-                }
+        try:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "sha256": self.sha256,
+                        "size": self.size,
+                        "chunk_size": self.chunk_size,
+                        "have": wire.bitmap_to_hex(have),
+                    }
+                )
             )
-        )
-        os.replace(tmp, self.path)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written record behind
+            raise
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -102,17 +106,20 @@ class PartFile:
     def chunk_len(self, index: int) -> int:
         return min(self.chunk_size, self.size - index * self.chunk_size)
 
-    def write(self, index: int, data: bytes | memoryview, crc: int) -> None:
+    def write(self, index: int, data: bytes | memoryview, crc: int) -> bool:
+        """Write a checked chunk; True when it was new (a repeated one is not progress)."""
         if not 0 <= index < self.count or len(data) != self.chunk_len(index):
             raise wire.ProtocolError(f"chunk {index} of {len(data)} bytes does not fit the file")
         actual = checksum(data)
         if actual != crc:
             raise wire.ProtocolError(f"chunk {index} failed its checksum (crc32c {actual:08x}, expected {crc:08x})")
+        if wire.bit_get(self.have, index):
+            return False
         os.pwrite(self.fd, data, index * self.chunk_size)
-        if not wire.bit_get(self.have, index):
-            wire.bit_set(self.have, index)
-            self.received += len(data)
+        wire.bit_set(self.have, index)
+        self.received += len(data)
         self.crcs[index] = crc
+        return True
 
     def missing(self) -> list[int]:
         return [i for i in range(self.count) if not wire.bit_get(self.have, i)]
@@ -154,3 +161,25 @@ class PartFile:
         if delete:
             self.part.unlink(missing_ok=True)
             self.record.remove()
+
+
+def remove_part(root: Path, name: str) -> bool:
+    """Remove the `.part` of `name` (its final name) and its chunk record; return whether it existed."""
+    dest = resolve_in(root, name)
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    existed = part.is_file()
+    part.unlink(missing_ok=True)
+    PartRecord.of(root, name, 0, 0, "").remove()  # the record's path depends on the name only
+    return existed
+
+
+def stale_parts(root: Path, max_age: float, now: float) -> list[str]:
+    """The final names of the `.part` files under `root` not written to for `max_age` seconds."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) == root and d == META_DIR)]
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            if filename.endswith(PART_SUFFIX) and now - path.lstat().st_mtime > max_age:
+                found.append(str(path.relative_to(root))[: -len(PART_SUFFIX)])
+    return sorted(found)

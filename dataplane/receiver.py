@@ -9,8 +9,10 @@ The same listener takes message batches (into the inbox) and UDP-mode control co
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -29,8 +31,11 @@ from dataplane.udp import udp_receive
 
 log = logging.getLogger("castray.receiver")
 
-# How often a receiver makes its chunk record durable (bytes between fsyncs of the .part).
-RECORD_EVERY = 64 * 1024 * 1024
+# How often a receiver rewrites its chunk record while chunks arrive: every few chunks or every
+# second, whichever comes first. A killed actor runs no clean-up, so what the record last said
+# is all a retry resumes from; writing a few KiB of JSON per few chunks costs next to nothing.
+RECORD_EVERY_CHUNKS = 4
+RECORD_EVERY_SECONDS = 1.0
 
 
 class NameLocks:
@@ -121,6 +126,7 @@ class Receiver:
                 results.setdefault(key, row)
         try:
             wire.send_json(sock, {"results": results_to_wire(results)})
+            _drain(sock, self.limits.io_timeout)
         except OSError:
             pass
 
@@ -153,6 +159,13 @@ class Receiver:
         part = dest.with_name(dest.name + PART_SUFFIX)
         record = PartRecord.of(self.root, name, size, chunk_size, sha256)
         have = record.load(part)
+        # Refused before a byte is sent: a file that cannot fit would only fill the disk.
+        need = size - (part.stat().st_size if any(have) else 0)
+        free = shutil.disk_usage(dest.parent).free
+        if need > free:
+            error = no_space(free, need)
+            wire.send_json(sock, {"status": "error", "error": error})
+            return TargetResult(status="failed", error=error), ({}, [])
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # A fresh .part grows as chunks arrive: writing into a pre-sized sparse file was
@@ -168,9 +181,16 @@ class Receiver:
                 source.finish(str(exc))
                 result = TargetResult(status="cancelled", error=str(exc))
             except (OSError, wire.ProtocolError, TimeoutError, ValueError) as exc:
+                error = str(exc)
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    # A full disk: what was written is worth less than the space it holds, and
+                    # the node must take files that fit afterwards.
+                    part.unlink(missing_ok=True)
+                    record.remove()
+                    error = no_space(shutil.disk_usage(dest.parent).free)
                 # Children stop waiting for chunks that will not come, and fail with this reason.
-                source.finish(str(exc))
-                result = TargetResult(status="failed", error=str(exc))
+                source.finish(error)
+                result = TargetResult(status="failed", error=error)
             return result, subtree
         finally:
             os.close(fd)
@@ -197,6 +217,7 @@ class Receiver:
         next_index = 0
         received = 0
         since_record = 0
+        recorded_at = time.monotonic()
         try:
             while True:
                 index, offset, length, crc = wire.recv_chunk_header(sock)
@@ -241,14 +262,15 @@ class Receiver:
                 wire.bit_set(have, index)
                 source.mark(index, crc)
                 received += length
-                since_record += length
+                since_record += 1
                 self.progress.add_bytes(transfer, target, length, received=length)
-                if since_record >= RECORD_EVERY:
+                if since_record >= RECORD_EVERY_CHUNKS or time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
                     # No fdatasync here: the record is a hint for resuming, and a resumed file is
                     # verified whole against its SHA-256 before it is renamed, so a chunk the
                     # record claims but the disk lost only costs a retry, never a wrong file.
                     record.save(have)
                     since_record = 0
+                    recorded_at = time.monotonic()
         except BaseException:
             hasher.close()
             # Keep what arrived intact so that the next attempt resumes from it.
@@ -300,3 +322,22 @@ class Receiver:
             limits=self.limits,
             counters=self.counters,
         )
+
+
+def no_space(free: int, need: int | None = None) -> str:
+    wanted = f"the file needs {need:,} bytes, " if need is not None else ""
+    return f"no space left on device (ENOSPC): {wanted}{free:,} bytes free in the node's storage"
+
+
+def _drain(sock: socket.socket, timeout: float) -> None:
+    """Read what the sender still sends until it closes, after the result went out.
+
+    A receiver that fails mid-file answers at once; closing with chunks unread would reset the
+    connection, and the sender would report "connection reset" instead of the reason. The
+    sender stops within a chunk once it sees the answer.
+    """
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    buf = bytearray(256 * 1024)
+    while sock.recv_into(buf):
+        pass

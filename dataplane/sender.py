@@ -6,6 +6,7 @@ sender thread when each chunk is on disk (and verified) there. Must not import D
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -106,6 +107,8 @@ def send_subtree(
                 for index in range(len(source.crcs)):
                     if wire.bit_get(have, index):
                         continue
+                    if select.select([sock], [], [], 0)[0]:
+                        break  # the receiver answered early (it failed, a full disk say): read why
                     crc = source.wait_chunk(index, limits.io_timeout)
                     length = source.chunk_len(index)
                     offset = index * source.chunk_size
@@ -118,7 +121,8 @@ def send_subtree(
                     if sent != length:
                         raise ConnectionError(f"sent {sent} of {length} bytes of chunk {index}")
                     counters.add(transfer, length)
-                sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
+                else:
+                    sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
             # The receiver verifies, fsyncs and waits for its own subtree before it answers;
             # allow for that at a slow 1 MiB/s rather than hanging forever on a lost host.
             sock.settimeout(limits.io_timeout + source.size / (1024 * 1024))

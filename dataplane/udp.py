@@ -170,9 +170,11 @@ def udp_receive(
                 if t != transfer:
                     continue
                 try:
-                    part.write(seq, view[DATAGRAM.size : n], crc)
+                    new = part.write(seq, view[DATAGRAM.size : n], crc)
                 except wire.ProtocolError:
                     continue  # a damaged or stray datagram is simply missing: it will be repaired
+                if not new:
+                    continue  # a repeat (a repair that crossed a late original) is no progress
                 progress.add_bytes(transfer, target, n - DATAGRAM.size, received=n - DATAGRAM.size)
 
         listener = threading.Thread(target=listen, daemon=True)

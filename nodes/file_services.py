@@ -15,10 +15,12 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 
 from castray_site.env import format_size
 from dataplane.generator import CONTENT_TYPES, write_generated
-from dataplane.storage import META_DIR, Manifest, ManifestCache, UnsafePath, clean_name, resolve_in
+from dataplane.partfile import remove_part
+from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, UnsafePath, clean_name, resolve_in
 from nodes.files import FileInfo, StorageError, file_info, local_root
 from nodes.models import Node
 
@@ -109,6 +111,9 @@ def file_generate(*, node: Node, name: str, size: int, content: str, overwrite: 
 
 def file_delete(*, node: Node, name: str) -> None:
     root = local_root(node)
+    if name.endswith(PART_SUFFIX):
+        _part_delete(node, root, name[: -len(PART_SUFFIX)])
+        return
     cleaned = _checked_name(name, "name")
     try:
         path = resolve_in(root, cleaned)
@@ -120,3 +125,21 @@ def file_delete(*, node: Node, name: str) -> None:
         path.unlink()
     except FileNotFoundError:
         raise StorageError("name", f"{cleaned} does not exist in {node.name}'s storage", status=404) from None
+
+
+def _part_delete(node: Node, root: Path, name: str) -> None:
+    """Remove a failed receive's `.part` and chunk record, unless a cast still to finish resumes it."""
+    from transfers.models import Target, Transfer  # transfers' models refer to nodes'
+
+    cleaned = _checked_name(name, "name")
+    active = Target.objects.filter(
+        node=node, transfer__status__in=(Transfer.Status.QUEUED, Transfer.Status.RUNNING)
+    ).filter(Q(transfer__dest_name=cleaned) | Q(transfer__dest_name="", transfer__file_name=cleaned))
+    if active.exists():
+        raise StorageError("name", f"{cleaned}{PART_SUFFIX} is being received or will be resumed by a cast", status=409)
+    try:
+        removed = remove_part(root, cleaned)
+    except UnsafePath as exc:
+        raise StorageError("name", str(exc)) from None
+    if not removed:
+        raise StorageError("name", f"{cleaned}{PART_SUFFIX} does not exist in {node.name}'s storage", status=404)

@@ -26,12 +26,25 @@ class NotOnThisHost(StorageError):
     status = 409
 
     def __init__(self, node: Node) -> None:
+        from clusters.models import Cluster  # here: clusters' models refer to nodes'
+
         self.node = node
-        super().__init__(
-            "node",
-            f"{node.name}'s storage ({node.storage_root}) is not on this host; files on other hosts "
-            "go through the worker, which this server does not do yet",
-        )
+        cluster = Cluster.objects.filter(active=True).first()
+        if cluster is None or cluster.status != Cluster.Status.CONNECTED:
+            # A node's actor creates its storage directory: while Ray is down, a local storage
+            # that was never used does not exist yet, and "not on this host" would mislead.
+            state = cluster.status if cluster else Cluster.Status.DISCONNECTED
+            why = f": {cluster.last_error}" if cluster and cluster.last_error else ""
+            message = (
+                f"{node.name}'s storage ({node.storage_root}) does not exist yet, and the worker is not "
+                f"connected to Ray (the cluster is {state}{why}); the node's actor creates it once Ray is up"
+            )
+        else:
+            message = (
+                f"{node.name}'s storage ({node.storage_root}) is not on this host; files on other hosts "
+                "go through the worker, which this server does not do yet"
+            )
+        super().__init__("node", message)
 
 
 @dataclass(frozen=True)

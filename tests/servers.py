@@ -58,6 +58,7 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.token = ""
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def admin_password(self) -> str:
@@ -126,8 +127,11 @@ def _castray_up_process(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # Its own session, so that a test can tell its process tree from the test run's.
+        start_new_session=True,
     )
     server = RunningServer(tmp_path / "data", port, log_path)
+    server.process = process
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -15,11 +15,15 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from clusters.models import Cluster
+from clusters.services import cluster_active, cluster_record
+from dataplane.partfile import PartRecord
 from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
 from tests.helpers import sha256_of
 from transfers.models import Transfer
+from transfers.services import transfer_create
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +159,7 @@ def test_upload_to_an_unknown_node_is_404_and_to_storage_elsewhere_is_409(api, s
     response = upload(api, "node_77", b"x")
     assert response.status_code == 404
     assert "no node named 'node_77'" in response.json()["message"]
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.CONNECTED)
     node_create(name="remote", storage_dir="/nonexistent/elsewhere")
     response = upload(api, "remote", b"x")
     assert response.status_code == 409
@@ -246,10 +251,21 @@ def test_the_file_list_is_paginated(api, node) -> None:
 
 def test_listing_needs_a_known_local_node(api, storage) -> None:
     assert api.get("/api/v1/nodes/nope/files/").status_code == 404
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.CONNECTED)
     node_create(name="remote", storage_dir="/nonexistent/elsewhere")
     response = api.get("/api/v1/nodes/remote/files/")
     assert response.status_code == 409
     assert "not on this host" in response.json()["message"]
+
+
+def test_while_ray_is_down_a_storage_not_created_yet_is_not_called_remote(api, storage) -> None:
+    cluster_record(cluster=cluster_active(), status=Cluster.Status.DEGRADED, error="Ray did not start at local")
+    node_create(name="fresh")  # its actor, which creates the directory, never started
+    response = api.post("/api/v1/nodes/fresh/generate/", {"name": "g.bin", "size": 10}, format="json")
+    assert response.status_code == 409
+    message = response.json()["message"]
+    assert "not on this host" not in message
+    assert "not connected to Ray" in message and "degraded: Ray did not start at local" in message
 
 
 # --- download ----------------------------------------------------------------------------
@@ -332,6 +348,28 @@ def test_only_staff_delete_files(api, staff_api, blob, node) -> None:
     assert response.status_code == 404
     assert staff_api.delete("/api/v1/nodes/node_1/files/../x").status_code == 400
     assert staff_api.delete("/api/v1/nodes/node_1/files/d").status_code == 400
+
+
+def test_staff_delete_the_part_of_a_failed_receive_unless_a_cast_will_resume_it(api, staff_api, node, peer) -> None:
+    part = Path(peer.storage_root) / "d" / "big.bin.part"
+    part.parent.mkdir()
+    part.write_bytes(b"half")
+    record = PartRecord.of(Path(peer.storage_root).resolve(), "d/big.bin", 0, 0, "").path
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    (Path(node.storage_root) / "d").mkdir()
+    (Path(node.storage_root) / "d" / "big.bin").write_bytes(b"whole")
+    cast = transfer_create(source=node, file_name="d/big.bin", targets=[peer])
+    response = staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part")
+    assert response.status_code == 409, response.json()
+    assert part.exists()
+
+    Transfer.objects.filter(pk=cast.pk).update(status=Transfer.Status.FAILED)
+    assert api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 403
+    assert staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 204
+    assert not part.exists() and not record.exists()
+    assert staff_api.delete("/api/v1/nodes/node_2/files/d/big.bin.part").status_code == 404
+    assert staff_api.delete("/api/v1/nodes/node_2/files/../x.part").status_code == 400
 
 
 # --- generator ---------------------------------------------------------------------------

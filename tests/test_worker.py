@@ -46,6 +46,26 @@ def test_it_recovers_a_transfer_left_running_by_a_killed_worker(worker, nodes) -
     assert second.recover() == []
 
 
+def test_a_recovered_cast_keeps_the_bytes_its_first_attempt_moved(worker, nodes) -> None:
+    import ray
+
+    from dataplane.contract import Caps
+
+    src, dst = nodes["node_1"], nodes["node_2"]
+    ray.get(worker.actors[dst.pk].ping.remote(Caps(None, 8 * 1024 * 1024)))
+    random_file(src, "moved.bin", 16 * 1024 * 1024)
+    transfer = transfer_create(source=src, file_name="moved.bin", targets=[dst])
+    # The first worker dies with 8 MiB moved: no result of its attempt is ever written.
+    assert worker.run_until(lambda: transfer.targets.get().bytes_done >= 8 * 1024 * 1024, timeout=60)
+    Transfer.objects.filter(pk=transfer.pk).update(lease_expires=timezone.now() - timedelta(seconds=1))
+
+    second = Worker(worker_id="second-worker")
+    assert second.run_until(finished(transfer), timeout=120)
+    assert transfer.status == Transfer.Status.COMPLETED, transfer.error
+    target = transfer.targets.get()
+    assert target.bytes_received >= 8 * 1024 * 1024, (target.status, target.bytes_received)
+
+
 def test_when_ray_is_unreachable_the_api_answers_and_queued_work_waits(ray_session, storage, api) -> None:
     import ray
 

@@ -11,19 +11,22 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from dataplane import wire
 from dataplane.contract import CastPlan, Hop, Results, TargetResult
 from dataplane.flow import Counters, Limits, Progress
 from dataplane.inbox import Inbox, send_messages
+from dataplane.partfile import PartRecord
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_subtree
-from dataplane.storage import Manifest, ManifestCache, compute_manifest
-from dataplane.udp import udp_cast
+from dataplane.storage import Manifest, ManifestCache, checksum, compute_manifest
+from dataplane.udp import DATAGRAM, DATAGRAM_PAYLOAD, UDP_MAX_PASSES, udp_cast
 
 pytestmark = pytest.mark.unit
 
@@ -219,6 +222,30 @@ def test_a_second_attempt_receives_only_the_chunks_the_first_did_not(node: Node,
     assert (row.bytes_done, row.bytes_received) == (size, size - 4 * CHUNK)
 
 
+def test_the_chunk_record_is_kept_while_chunks_arrive(node: Node, tmp_path: Path) -> None:
+    """A killed actor runs no clean-up: the record written as chunks came is all a retry has."""
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(64 * CHUNK))
+    manifest = compute_manifest(path, CHUNK)
+    offer = {"transfer": 1, "target": 1, "name": "f.bin", "size": manifest.size, "sha256": manifest.sha256}
+    offer |= {"chunk_size": CHUNK, "children": []}
+    offer["mac"] = wire.sign(SECRET, offer)
+    record = PartRecord.of(node.root, "f.bin", manifest.size, CHUNK, manifest.sha256)
+    part = node.root / "f.bin.part"
+    with socket.create_connection((LOOPBACK, node.port), timeout=10) as conn:
+        wire.send_json(conn, offer, magic=True)
+        assert wire.recv_json(conn)["status"] == "ready"
+        data = path.read_bytes()
+        for index in range(8):  # 8 of 64 chunks, then the sender goes quiet, the connection open
+            piece = data[index * CHUNK : (index + 1) * CHUNK]
+            conn.sendall(wire.CHUNK.pack(index, index * CHUNK, CHUNK, manifest.crcs[index]) + piece)
+        deadline = time.monotonic() + 10
+        while wire.bit_count(record.load(part), 64) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        held = wire.bit_count(record.load(part), 64)
+    assert 4 <= held <= 8, "the receiver wrote no record while the receive was still running"
+
+
 def test_an_offer_signed_with_another_key_is_refused(node: Node, source: Path) -> None:
     manifest = compute_manifest(source, CHUNK)
     results = send_subtree(
@@ -270,6 +297,34 @@ def test_udp_mode_repairs_lost_datagrams(node: Node, source: Path) -> None:
     assert results[1].udp_passes >= 2
     assert (node.root / "f.bin").read_bytes() == source.read_bytes()
     assert node.leftovers() == []
+
+
+def test_udp_progress_counts_a_repeated_datagram_once(node: Node, source: Path) -> None:
+    """Repairs that cross late originals arrive twice: progress must not pass the file's size."""
+    data = source.read_bytes()
+    offer = {"transfer": 1, "target": 1, "name": "f.bin", "size": len(data), "sha256": sha256(source)}
+    offer |= {"chunk_size": CHUNK, "children": [], "mode": "udp", "datagram": DATAGRAM_PAYLOAD}
+    offer["mac"] = wire.sign(SECRET, offer)
+    count = -(-len(data) // DATAGRAM_PAYLOAD)
+    with (
+        socket.create_connection((LOOPBACK, node.port), timeout=10) as control,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+    ):
+        wire.send_json(control, offer, magic=True)
+        answer = wire.recv_json(control)
+        dest = (LOOPBACK, int(answer["udp_port"]))
+        reply: dict = {"missing": [[0, count]]}
+        for attempt in range(UDP_MAX_PASSES):
+            if "results" in reply:
+                break
+            # Every datagram is sent twice, every pass, whether or not it is missing.
+            for seq in [*range(count), *range(count)]:
+                piece = data[seq * DATAGRAM_PAYLOAD : (seq + 1) * DATAGRAM_PAYLOAD]
+                udp.sendto(DATAGRAM.pack(1, seq, checksum(piece)) + piece, dest)
+            wire.send_json(control, {"op": "end", "pass": attempt})
+            reply = wire.recv_json(control)
+    assert reply["results"]["1"]["status"] == "completed"
+    assert node.progress.snapshot(1)[1].bytes_done == len(data)
 
 
 def test_messages_reach_the_inbox_once(node: Node) -> None:

@@ -14,6 +14,7 @@ from nodes.models import Node
 from nodes.services import node_create
 
 DEMO_NODES = ["node_1", "node_2", "node_3"]
+STOP_TIMEOUT = 8.0  # seconds the worker has to stop after Ctrl-C or SIGTERM
 
 
 class Command(BaseCommand):
@@ -68,11 +69,13 @@ class Command(BaseCommand):
         from castray_site.asgi import application
 
         worker = None
+        thread = None
         if settings.CASTRAY_WORKER_IN_PROCESS:
             from bridge.worker import Worker
 
             worker = Worker()
-            threading.Thread(target=worker.run, name="castray-worker", daemon=True).start()
+            thread = threading.Thread(target=worker.run, name="castray-worker", daemon=True)
+            thread.start()
             self.stdout.write(
                 f"Worker {worker.worker_id} runs inside the server (Ray: {settings.RAY_ADDRESS or 'local'})."
             )
@@ -91,5 +94,8 @@ class Command(BaseCommand):
                 ready_callable=listening,
             ).run()
         finally:
-            if worker is not None:
+            if worker is not None and thread is not None:
+                # The worker ends its actors and the local Ray it started: a daemon thread
+                # killed with the process would leave Ray's agents running, orphaned.
                 worker.stop_event.set()
+                thread.join(STOP_TIMEOUT)
