@@ -19,11 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import wire
-from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, MessageBatch, Ping, ProgressRow, Results
+from dataplane.contract import (
+    Caps,
+    CastPlan,
+    CastResult,
+    FileInfo,
+    MessageBatch,
+    OriginPolicy,
+    Ping,
+    ProgressRow,
+    Results,
+)
 from dataplane.flow import Counters, Limits, Progress
 from dataplane.generator import write_generated
 from dataplane.inbox import Inbox, send_messages
 from dataplane.object_store import StoreReceiver, store_cast
+from dataplane.origin import OriginCache
 from dataplane.partfile import remove_part, stale_parts
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
@@ -92,6 +103,7 @@ class CastNode:
         self.limits = Limits(io_timeout=io_timeout)
         self.progress = Progress()
         self.manifests = ManifestCache(self.root)
+        self.origins = OriginCache(self.root, self.manifests)
         self.counters = Counters()
         self.locks = NameLocks()
         self.inbox = Inbox(inbox_size)
@@ -247,6 +259,14 @@ class CastNode:
 
     def file_info(self, name: str, chunk_size: int) -> FileInfo:
         path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
+        return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
+
+    def fetch_origin(self, url: str, name: str, chunk_size: int, policy: OriginPolicy) -> FileInfo:
+        """Put what `url` holds under `name` in the storage, fetched once (see dataplane/origin.py).
+
+        Raises OriginError (an OSError) with the reason in words, without credentials.
+        """
+        _path, manifest = self.origins.fetch(url, name, chunk_size, policy)
         return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
 
     def list_files(self) -> list[dict[str, Any]]:

@@ -214,3 +214,14 @@ class MessageBatch:
     address: str
     port: int
     messages: tuple[InboxMessage, ...]
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """How a source actor may fetch a cast's origin URL (from the worker's settings)."""
+
+    allow_private: bool = False  # loopback and private ranges; link-local and metadata never
+    cache_bytes: int = 10 * 1024**3  # bound of the origin cache in the storage's .castray/
+    timeout: float = 30.0  # seconds without an answer or a byte before giving up
+    retries: int = 5  # resumes (HTTP Range) after a dropped connection
+    s3_endpoint: str = ""  # an S3-compatible store; empty: AWS
