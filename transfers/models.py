@@ -39,6 +39,11 @@ class Transfer(models.Model):
 
     source = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="sent_transfers")
     file_name = models.CharField(max_length=1024)
+    origin = models.CharField(
+        max_length=4096,
+        blank=True,
+        help_text="The URL the source fetches file_name from first; recorded without credentials.",
+    )
     size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TCP)

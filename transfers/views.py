@@ -85,6 +85,7 @@ class TransferViewSet(
             priority=data.get("priority", 0),
             fan_out=data.get("fan_out", 0),
             dest_name=data.get("dest_name", ""),
+            origin=data.get("origin", ""),
         )
         serializer.instance = transfers_for_api().get(pk=transfer.pk)
 

@@ -15,6 +15,7 @@ from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
+from transfers.services.origins import origin_check
 from transfers.services.targets import RESULT_FIELDS, CastError, record_result, resolve_targets, targets_record
 
 
@@ -31,12 +32,20 @@ def transfer_create(
     priority: int = 0,
     fan_out: int = 0,
     dest_name: str = "",
+    origin: str = "",
 ) -> Transfer:
-    """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets."""
-    try:
-        name = clean_name(file_name)
-    except ValueError as exc:
-        raise CastError("file_name", str(exc)) from None
+    """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets.
+
+    With an `origin` URL the source fetches it first, as `file_name` (default: the URL's
+    last path segment); the URL is recorded without credentials.
+    """
+    if origin:
+        origin, name = origin_check(url=origin, file_name=file_name)
+    else:
+        try:
+            name = clean_name(file_name)
+        except ValueError as exc:
+            raise CastError("file_name", str(exc)) from None
     try:
         dest = clean_name(dest_name) if dest_name else ""
     except ValueError as exc:
@@ -51,6 +60,7 @@ def transfer_create(
     transfer = Transfer.objects.create(
         source=source,
         file_name=name,
+        origin=origin,
         dest_name=dest,
         mode=mode,
         priority=priority,
