@@ -105,6 +105,10 @@ class TargetResult:
     sha256: str = ""
     udp_transport: str = ""  # udp mode: "unicast" (IP multicast is not attempted)
     udp_passes: int = 0
+    # Directory casts: files in the version published, and those it already held (not sent).
+    files: int = 0
+    files_skipped: int = 0
+    bytes_skipped: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", 0) or k == "status"}
@@ -161,6 +165,8 @@ class ProgressRow:
     finished: float | None = None
     error: str = ""
     sha256: str = ""
+    files_done: int = 0  # directory casts: files verified or already held
+    files_total: int = 0
 
 
 @dataclass(frozen=True)
