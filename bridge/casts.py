@@ -123,7 +123,12 @@ class CastSteps:
         assert run.info is not None  # launched only once the source answered file_info
         if run.rounds == 0:
             services.transfer_start(
-                transfer=transfer, size=run.info.size, sha256=run.info.sha256, tree=tree, chunk_size=chunk
+                transfer=transfer,
+                size=run.info.size,
+                sha256=run.info.sha256,
+                tree=tree,
+                chunk_size=chunk,
+                files=run.info.files if run.info.kind == "directory" else None,
             )
         else:
             transfer_add_round(transfer=transfer, tree=tree)
@@ -144,6 +149,7 @@ class CastSteps:
             namespace=settings.CASTRAY_RAY_NAMESPACE,
             udp_rate=settings.CASTRAY_UDP_RATE,
             udp_drop_every=settings.CASTRAY_UDP_DROP_EVERY,
+            mirror=transfer.mirror,
         )
         run.stage = "cast"
         run.ref = self.actor_for(transfer.source).cast.remote(plan)

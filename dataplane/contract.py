@@ -90,6 +90,7 @@ class CastPlan:
     namespace: str = ""
     udp_rate: float = 0.0  # bytes/s per receiver; 0 is unpaced
     udp_drop_every: int = 0  # tests and benchmarks: skip every Nth datagram of the first pass
+    mirror: bool = False  # directory casts: targets drop files the source does not have
 
     def targets(self) -> list[Hop]:
         return flatten(self.children)
@@ -167,13 +168,17 @@ class ProgressRow:
     sha256: str = ""
     files_done: int = 0  # directory casts: files verified or already held
     files_total: int = 0
+    files_skipped: int = 0  # held already, so not sent
+    bytes_skipped: int = 0
 
 
 @dataclass(frozen=True)
 class FileInfo:
     name: str
     size: int
-    sha256: str
+    sha256: str  # a directory: the digest of its manifest, which names the version
+    kind: str = "file"  # or "directory"
+    files: int = 0  # a directory: its regular files
 
 
 @dataclass(frozen=True)

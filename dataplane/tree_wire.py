@@ -29,7 +29,7 @@ from typing import Any
 from dataplane import wire
 from dataplane.contract import Hop, Results, TargetResult, fail_subtree, results_from_wire, results_to_wire
 from dataplane.flow import Counters, Limits, Progress
-from dataplane.storage import ManifestCache, checksum
+from dataplane.storage import Manifest, ManifestCache, checksum
 from dataplane.tree import Entry, TreeManifest, assemble, current_version, publish, staging_dir
 
 log = logging.getLogger("castray.tree")
@@ -142,8 +142,16 @@ class _Child:
 class TreeReceiver:
     """Receives one directory version on one accepted connection, relaying it to the offer's children."""
 
-    def __init__(self, *, root: Path, secret: bytes, progress: Progress, manifests: ManifestCache, limits: Limits,
-                 counters: Counters) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        root: Path,
+        secret: bytes,
+        progress: Progress,
+        manifests: ManifestCache,
+        limits: Limits,
+        counters: Counters,
+    ) -> None:
         self.root, self.secret, self.progress = root, secret, progress
         self.manifests, self.limits, self.counters = manifests, limits, counters
         self.need: set[int] = set()
@@ -212,13 +220,19 @@ class TreeReceiver:
                 self.need.add(index)
         files = manifest.files
         skipped_bytes = sum(manifest.entries[i].size for i in held)
-        self.progress.set(transfer, target, files_total=len(files), files_done=len(files) - len(self.need),
-                          size=manifest.size - skipped_bytes)  # fmt: skip
+        self.progress.set(
+            transfer,
+            target,
+            files_total=len(files),
+            files_done=len(files) - len(self.need),
+            size=manifest.size - skipped_bytes,
+        )
         for child in children:
             child.thread.start()
         for child in children:
             child.ready.wait(self.limits.io_timeout)
-        wire.send_json(sock, {"status": "ready", "need": sorted(self.need)})
+        wanted = sorted(self.need)
+        wire.send_json(sock, {"status": "ready", "need": wanted})
         received = self._frames(sock, staging, journal, target, children)
         for child in children:
             child.put(None)
@@ -226,10 +240,23 @@ class TreeReceiver:
             child.thread.join()
         self.progress.set(transfer, target, status="verifying")
         assemble(staging, manifest, current, mirror=bool(offer.get("mirror")))
-        publish(self.root, name, staging, f"v-{manifest.digest()[:16]}-{transfer}")
+        final = publish(self.root, name, staging, f"v-{manifest.digest()[:16]}-{transfer}")
+        # Remember the SHA-256 of what arrived, so the next cast's delta does not hash it again.
+        # Chunk size 0: no chunk CRCs are kept, so a single-file cast of it computes them first.
+        for index in wanted:
+            entry = manifest.entries[index]
+            self.manifests.put(f"{name}/{entry.path}", final / entry.path, Manifest(entry.size, entry.sha256, 0, []))
         journal.unlink(missing_ok=True)
-        return TargetResult(status="completed", bytes_received=received, sha256=manifest.digest(), files=len(files),
-                            files_skipped=len(held), bytes_skipped=skipped_bytes)  # fmt: skip
+        # The worker may record the target from this row before the round's result arrives.
+        self.progress.set(transfer, target, files_done=len(files), files_skipped=len(held), bytes_skipped=skipped_bytes)
+        return TargetResult(
+            status="completed",
+            bytes_received=received,
+            sha256=manifest.digest(),
+            files=len(files),
+            files_skipped=len(held),
+            bytes_skipped=skipped_bytes,
+        )
 
     def _holds(self, current: Path, name: str, entry: Entry) -> bool:
         path = current / entry.path

@@ -34,6 +34,9 @@ class TargetSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "attempts",
+            "files_done",
+            "files_skipped",
+            "bytes_skipped",
         ]
         read_only_fields = fields
 
@@ -99,6 +102,9 @@ class TransferSerializer(serializers.ModelSerializer):
             "file_name",
             "origin",
             "dest_name",
+            "mirror",
+            "is_directory",
+            "files",
             "targets",
             "group",
             "broadcast",
@@ -127,6 +133,8 @@ class TransferSerializer(serializers.ModelSerializer):
             "status",
             "size",
             "sha256",
+            "is_directory",
+            "files",
             "error",
             "created_at",
             "started_at",

@@ -52,7 +52,7 @@ class TransferFilter(django_filters.FilterSet):
 
     class Meta:
         model = Transfer
-        fields = ["status", "mode", "cast_type", "source__name"]
+        fields = ["status", "mode", "cast_type", "source__name", "is_directory"]
 
 
 def transfers_for_api() -> QuerySet[Transfer]:
@@ -86,6 +86,7 @@ class TransferViewSet(
             fan_out=data.get("fan_out", 0),
             dest_name=data.get("dest_name", ""),
             origin=data.get("origin", ""),
+            mirror=data.get("mirror", False),
         )
         serializer.instance = transfers_for_api().get(pk=transfer.pk)
 

@@ -33,6 +33,7 @@ def transfer_create(
     fan_out: int = 0,
     dest_name: str = "",
     origin: str = "",
+    mirror: bool = False,
 ) -> Transfer:
     """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets.
 
@@ -61,6 +62,7 @@ def transfer_create(
         source=source,
         file_name=name,
         origin=origin,
+        mirror=mirror,
         dest_name=dest,
         mode=mode,
         priority=priority,
@@ -155,14 +157,23 @@ def transfer_recover_expired(*, worker_id: str) -> list[int]:
 
 @transaction.atomic
 def transfer_start(
-    *, transfer: Transfer, size: int | None, sha256: str, tree: dict[str, Any], chunk_size: int
+    *,
+    transfer: Transfer,
+    size: int | None,
+    sha256: str,
+    tree: dict[str, Any],
+    chunk_size: int,
+    files: int | None = None,
 ) -> Transfer:
+    """The first round starts: record what the source said (a directory: its file count too)."""
+    transfer.is_directory = files is not None
+    transfer.files = files
     transfer.size = size
     transfer.sha256 = sha256
     transfer.tree = tree
     transfer.chunk_size = chunk_size
     transfer.attempts += 1
-    transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts"])
+    transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts", "is_directory", "files"])
     now = timezone.now()
     transfer.targets.exclude(status__in=Target.FINAL).update(
         status=Target.Status.RECEIVING, started_at=now, attempts=transfer.attempts
