@@ -35,6 +35,7 @@ from dataplane.generator import write_generated
 from dataplane.inbox import Inbox, send_messages
 from dataplane.object_store import StoreReceiver, store_cast
 from dataplane.origin import OriginCache
+from dataplane.origin_url import parse_origin
 from dataplane.partfile import remove_part, stale_parts
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
@@ -275,6 +276,9 @@ class CastNode:
 
         Raises OriginError (an OSError) with the reason in words, without credentials.
         """
+        if parse_origin(url).is_prefix:  # an s3://bucket/prefix/: a directory, cast as one version
+            self.origins.fetch_prefix(url, name, chunk_size, policy)
+            return tree_info(self.root, self.manifests, name, chunk_size)
         _path, manifest = self.origins.fetch(url, name, chunk_size, policy)
         return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
 

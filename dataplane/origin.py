@@ -38,7 +38,7 @@ from dataplane.origin_url import (
     sanitize_url,
     vet_host,
 )
-from dataplane.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, resolve_in
+from dataplane.storage import META_DIR, PART_SUFFIX, Digester, Manifest, ManifestCache, clean_name, resolve_in
 
 MAX_REDIRECTS = 5
 
@@ -220,7 +220,7 @@ class OriginCache:
         origin = parse_origin(url)
         safe = sanitize_url(url)
         if origin.is_prefix:
-            raise OriginError(f"{safe} names a directory (an S3 prefix); only single objects can be cast for now")
+            raise OriginError(f"{safe} names a directory (an S3 prefix); fetch it with fetch_prefix")
         dest = resolve_in(self.root, name)
         key = hashlib.sha256(safe.encode()).hexdigest()[:40]
         data = self.dir / f"{key}.data"
@@ -235,6 +235,31 @@ class OriginCache:
             self._place(data, dest, name, manifest)
             self._evict(policy.cache_bytes)
         return dest, manifest
+
+    def fetch_prefix(self, url: str, name: str, chunk_size: int, policy: OriginPolicy) -> int:
+        """Make the directory `name` hold exactly the objects under an s3://bucket/prefix/; return their count.
+
+        Each object goes through the cache on its own, so an unchanged object is not fetched
+        again. Files under `name` that the prefix no longer has are removed: the directory is
+        the prefix's copy, which the cast then publishes to the targets in one step.
+        """
+        from dataplane.origin_s3 import S3Source
+
+        origin = parse_origin(url)
+        listing = S3Source(origin, policy).keys()
+        wanted = set()
+        for key, _size in listing:
+            if key.endswith("/"):
+                continue  # a "folder" marker object
+            rel = clean_name(key[len(origin.path) :])
+            wanted.add(rel)
+            self.fetch(f"s3://{origin.host}/{key}", f"{name}/{rel}", chunk_size, policy)
+        top = resolve_in(self.root, name)
+        top.mkdir(parents=True, exist_ok=True)
+        for path in [p for p in top.rglob("*") if p.is_file() or p.is_symlink()]:
+            if path.relative_to(top).as_posix() not in wanted:
+                path.unlink()
+        return len(wanted)
 
     def _cached(self, key: str, data: Path, meta: Meta, chunk_size: int) -> Manifest | None:
         with self.lock:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,7 +34,20 @@ class S3Source:
             read_timeout=policy.timeout,
             retries={"max_attempts": 2, "mode": "standard"},
         )
+        if boto3.Session().get_credentials() is None:
+            # No credentials anywhere in the chain: read public buckets anonymously.
+            config = config.merge(Config(signature_version=UNSIGNED))
         self.client: Any = boto3.client("s3", endpoint_url=policy.s3_endpoint or None, config=config)
+
+    def keys(self) -> list[tuple[str, int]]:
+        """A prefix's objects (key, size), every page of the listing."""
+        found: list[tuple[str, int]] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.key):
+                found.extend((str(o["Key"]), int(o["Size"])) for o in page.get("Contents", ()))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._reason(exc) from None
+        return found
 
     def _reason(self, exc: Exception) -> OriginError:
         if isinstance(exc, ClientError):

@@ -13,7 +13,7 @@ import pytest
 
 from nodes.models import Node
 from tests.helpers import finished, sha256_of
-from tests.origin_servers import OriginState, http_origin
+from tests.origin_servers import OriginState, http_origin, moto_s3
 from transfers.models import Transfer
 from transfers.services import CastError, transfer_create
 
@@ -52,7 +52,6 @@ def test_the_api_records_an_origin_without_credentials_and_names_the_file_after_
         ("http://[fd00:ec2::254]/", "cloud metadata"),
         ("http://127.0.0.1/x", "loopback or private"),
         ("file:///etc/passwd", "origin URLs must be"),
-        ("s3://bucket/prefix/", "names a directory"),
     ],
 )
 def test_the_api_refuses_origins_it_can_tell_are_unsafe(api, two_nodes, url, reason) -> None:
@@ -114,3 +113,30 @@ def test_a_missing_or_silent_origin_fails_the_cast_with_the_reason(worker, make_
     assert "answered 404 Not Found" in missing.error and "nope.bin" in missing.error
     assert silent.status == Transfer.Status.FAILED
     assert "did not answer within 2 s" in silent.error
+
+
+@pytest.mark.ray
+@pytest.mark.django_db
+def test_an_s3_prefix_is_cast_as_a_directory_from_motos_server(worker, make_nodes, settings) -> None:
+    import boto3
+
+    with moto_s3() as endpoint:
+        # The test writes with made-up keys (moto takes any); the actors have none in their
+        # environment, so they read anonymously: the objects are public.
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t", region_name="us-east-1"
+        )
+        client.create_bucket(Bucket="models")
+        objects = {"ckpt/config.json": b'{"layers": 2}', "ckpt/w/0.bin": os.urandom(300_000), "ckpt/w/1.bin": b"1"}
+        for key, body in objects.items():
+            client.put_object(Bucket="models", Key=key, Body=body, ACL="public-read")
+        settings.CASTRAY_S3_ENDPOINT_URL = endpoint
+        nodes = make_nodes(3)
+        transfer = transfer_create(source=nodes[0], file_name="", origin="s3://models/ckpt/", targets=nodes[1:])
+        assert worker.run_until(finished(transfer), timeout=120)
+    assert transfer.status == Transfer.Status.COMPLETED, transfer.error
+    assert transfer.file_name == "ckpt" and transfer.is_directory and transfer.files == 3
+    for node in nodes:
+        top = (Path(node.storage_root) / "ckpt").resolve()
+        held = {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*") if p.is_file()}
+        assert held == {k.removeprefix("ckpt/"): v for k, v in objects.items()}, node.name

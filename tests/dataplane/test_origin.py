@@ -139,3 +139,24 @@ def test_an_s3_object_is_fetched_through_boto3_with_an_endpoint_url(s3, cache) -
         cache.fetch("s3://models/ckpt/none.bin", "none.bin", CHUNK, policy)
     with pytest.raises(OriginError, match="names a directory"):
         cache.fetch("s3://models/ckpt/", "ckpt", CHUNK, policy)
+
+
+def test_an_s3_prefix_becomes_a_directory_fetched_object_by_object(s3, cache) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3)
+    client.create_bucket(Bucket="ckpts")
+    objects = {"run/a.json": b"{}", "run/shards/0.bin": os.urandom(CHUNK + 1), "run/shards/1.bin": b""}
+    for key, body in objects.items():
+        client.put_object(Bucket="ckpts", Key=key, Body=body)
+    client.put_object(Bucket="ckpts", Key="other/x", Body=b"not under the prefix")
+    policy = OriginPolicy(s3_endpoint=s3, timeout=10)
+    assert cache.fetch_prefix("s3://ckpts/run/", "run", CHUNK, policy) == 3
+    top = cache.root / "run"
+    assert {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*") if p.is_file()} == {
+        k.removeprefix("run/"): v for k, v in objects.items()
+    }
+    client.delete_object(Bucket="ckpts", Key="run/a.json")
+    assert cache.fetch_prefix("s3://ckpts/run/", "run", CHUNK, policy) == 2
+    assert cache.fetches == 3  # the unchanged objects came from the cache
+    assert not (top / "a.json").exists()

@@ -24,8 +24,6 @@ def origin_check(*, url: str, file_name: str = "") -> tuple[str, str]:
     """
     try:
         origin = parse_origin(url)
-        if origin.is_prefix:
-            raise OriginError(f"{sanitize_url(url)} names a directory (an S3 prefix); only single objects for now")
         _refuse_literal_address(origin.host)
         name = clean_name(file_name) if file_name else default_name(url)
     except ValueError as exc:
