@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import json
 import os
 import posixpath
 import shutil
@@ -27,6 +28,7 @@ from dataplane.storage import META_DIR, ManifestCache, UnsafePath, clean_name, r
 
 Kind = Literal["file", "dir", "link"]
 TREES = "trees"
+SUMS = ".sums"  # beside each version: path -> [size, mtime_ns, inode, sha256]
 MAX_ENTRIES = 200_000
 
 
@@ -221,9 +223,31 @@ def publish(root: Path, name: str, staging: Path, version: str) -> Path:
     _fsync_dir(link.parent)
     keep = {final.name} | ({Path(previous).name} if previous else set())
     for old in versions.iterdir():
-        if old.name not in keep and not old.name.startswith("staging-"):
+        if old.name.endswith(SUMS) and old.name.removesuffix(SUMS) not in keep:
+            old.unlink(missing_ok=True)
+        elif old.is_dir() and old.name not in keep and not old.name.startswith("staging-"):
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_sums(version: Path, manifest: TreeManifest) -> None:
+    """Record each file's identity and SHA-256 beside a published version (one write for all)."""
+    sums = {}
+    for entry in manifest.files:
+        st = (version / entry.path).lstat()
+        sums[entry.path] = [st.st_size, st.st_mtime_ns, st.st_ino, entry.sha256]
+    tmp = version.with_name(version.name + SUMS + ".tmp")
+    tmp.write_text(json.dumps(sums))
+    os.replace(tmp, version.with_name(version.name + SUMS))
+
+
+def read_sums(version: Path) -> dict[str, list[Any]]:
+    """What write_sums recorded for `version` (nothing for a plain directory, or a damaged record)."""
+    try:
+        loaded = json.loads(version.with_name(version.name + SUMS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _syncfs(path: Path) -> None:

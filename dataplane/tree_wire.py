@@ -20,6 +20,7 @@ import logging
 import queue
 import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +30,17 @@ from typing import Any
 from dataplane import wire
 from dataplane.contract import Hop, Results, TargetResult, fail_subtree, results_from_wire, results_to_wire
 from dataplane.flow import Counters, Limits, Progress
-from dataplane.storage import Manifest, ManifestCache, checksum
-from dataplane.tree import Entry, TreeManifest, assemble, current_version, publish, staging_dir
+from dataplane.storage import ManifestCache, checksum
+from dataplane.tree import (
+    Entry,
+    TreeManifest,
+    assemble,
+    current_version,
+    publish,
+    read_sums,
+    staging_dir,
+    write_sums,
+)
 
 log = logging.getLogger("castray.tree")
 FRAME = 1024 * 1024  # what one frame of a large file carries
@@ -203,11 +213,12 @@ class TreeReceiver:
         journal = staging.with_suffix(".journal")
         verified = _read_journal(journal)
         held: list[int] = []
+        sums = read_sums(current) if current is not None else {}
         for index, entry in enumerate(manifest.entries):
             if entry.kind != "file":
                 continue
             staged = staging / entry.path
-            if current is not None and self._holds(current, name, entry):
+            if current is not None and self._holds(current, name, entry, sums):
                 held.append(index)
                 self.held[index] = current / entry.path
             elif verified.get(entry.path) == entry.sha256 and _sha_of(staged) == entry.sha256:
@@ -241,11 +252,7 @@ class TreeReceiver:
         self.progress.set(transfer, target, status="verifying")
         assemble(staging, manifest, current, mirror=bool(offer.get("mirror")))
         final = publish(self.root, name, staging, f"v-{manifest.digest()[:16]}-{transfer}")
-        # Remember the SHA-256 of what arrived, so the next cast's delta does not hash it again.
-        # Chunk size 0: no chunk CRCs are kept, so a single-file cast of it computes them first.
-        for index in wanted:
-            entry = manifest.entries[index]
-            self.manifests.put(f"{name}/{entry.path}", final / entry.path, Manifest(entry.size, entry.sha256, 0, []))
+        write_sums(final, manifest)  # the next cast's delta reads these instead of hashing the version
         journal.unlink(missing_ok=True)
         # The worker may record the target from this row before the round's result arrives.
         self.progress.set(transfer, target, files_done=len(files), files_skipped=len(held), bytes_skipped=skipped_bytes)
@@ -258,10 +265,17 @@ class TreeReceiver:
             bytes_skipped=skipped_bytes,
         )
 
-    def _holds(self, current: Path, name: str, entry: Entry) -> bool:
+    def _holds(self, current: Path, name: str, entry: Entry, sums: dict[str, list[Any]]) -> bool:
         path = current / entry.path
-        if path.is_symlink() or not path.is_file() or path.stat().st_size != entry.size:
+        try:
+            st = path.lstat()
+        except OSError:
             return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            return False
+        known = sums.get(entry.path)
+        if known and known[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+            return known[3] == entry.sha256
         return self.manifests.sha256(f"{name}/{entry.path}", path, 4 * 1024 * 1024) == entry.sha256
 
     def _frames(self, sock: socket.socket, staging: Path, journal: Path, target: int, children: list[_Child]) -> int:
