@@ -64,3 +64,17 @@ def test_mirror_through_the_api_drops_what_the_source_lacks(worker, make_nodes, 
     shown = api.get(f"/api/v1/transfers/{second.pk}/").json()
     assert shown["is_directory"] and shown["files"] == 1 and shown["mirror"]
     assert shown["recipients"][0]["files_skipped"] == 1 and shown["recipients"][0]["files_done"] == 1
+
+
+def test_a_tree_with_a_link_out_of_it_is_refused_naming_the_link(worker, make_nodes) -> None:
+    nodes = make_nodes(2)
+    root = Path(nodes[0].storage_root)
+    (root / "d").mkdir()
+    (root / "d" / "ok.bin").write_bytes(b"fine")
+    (root / "secret.txt").write_text("not part of the tree")
+    os.symlink("../secret.txt", root / "d" / "leak")
+    transfer = transfer_create(source=nodes[0], file_name="d", targets=[nodes[1]])
+    assert worker.run_until(finished(transfer), timeout=120)
+    assert transfer.status == Transfer.Status.FAILED
+    assert "d/leak is a symbolic link leading outside d" in transfer.error
+    assert not (Path(nodes[1].storage_root) / "d").exists()
