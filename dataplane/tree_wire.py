@@ -184,7 +184,8 @@ class TreeReceiver:
         except Exception as exc:  # noqa: BLE001 - a receiver must report, never die silently
             if not isinstance(exc, (OSError, ValueError, wire.ProtocolError)):
                 log.exception("tree receiver failed")
-            cancelled = isinstance(exc, ConnectionAbortedError)
+            # The sender may stop first: the link then breaks here before this node checks the flag.
+            cancelled = isinstance(exc, ConnectionAbortedError) or self.transfer in self.limits.cancelled
             outcome = TargetResult(status="cancelled" if cancelled else "failed", error=str(exc))
             if cancelled:
                 discard_staging(self.root, str(offer.get("name", "")), self.transfer)

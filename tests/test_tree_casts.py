@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.tree import versions_dir
+from nodes.models import Node
 from tests.dataplane.test_tree import make_tree, snapshot
 from tests.helpers import finished
 from transfers.models import Transfer
@@ -78,3 +79,35 @@ def test_a_tree_with_a_link_out_of_it_is_refused_naming_the_link(worker, make_no
     assert transfer.status == Transfer.Status.FAILED
     assert "d/leak is a symbolic link leading outside d" in transfer.error
     assert not (Path(nodes[1].storage_root) / "d").exists()
+
+
+def test_a_cancelled_directory_cast_leaves_the_old_version_and_no_staging(worker, make_nodes) -> None:
+    import ray
+
+    from dataplane.contract import Caps
+    from transfers.services import transfer_cancel
+
+    nodes = make_nodes(2)
+    top = Path(nodes[0].storage_root) / "d"
+    top.mkdir()
+    (top / "x").write_bytes(b"old")
+    first = transfer_create(source=nodes[0], file_name="d", targets=[nodes[1]])
+    assert worker.run_until(finished(first), timeout=120) and first.status == Transfer.Status.COMPLETED
+    for name in ("x", "y"):
+        (top / name).write_bytes(os.urandom(4 * 1024 * 1024))
+    # A capped source keeps the cast going long enough to cancel it in the middle (the
+    # worker passes the node's cap with every heartbeat; the ping applies it at once).
+    Node.objects.filter(pk=nodes[0].pk).update(egress_cap=1024 * 1024)
+    ray.get(worker.actors[nodes[0].pk].ping.remote(Caps(egress=1024 * 1024)))
+    second = transfer_create(source=nodes[0], file_name="d", targets=[nodes[1]])
+    target = second.targets.get()
+
+    def receiving() -> bool:
+        target.refresh_from_db()
+        return target.bytes_done > 0
+
+    assert worker.run_until(receiving, timeout=120)
+    assert transfer_cancel(transfer=second), second.status
+    here = Path(nodes[1].storage_root)
+    assert worker.run_until(lambda: not list(versions_dir(here, "d").glob("staging-*")), timeout=60)
+    assert (here / "d" / "x").read_bytes() == b"old" and not (here / "d" / "y").exists()
