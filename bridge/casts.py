@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from bridge.config import RunConfig
+from bridge.config import RunConfig, origin_policy
 from bridge.planner import plan_tree
 from castray_site.lib import short_error
 from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
@@ -85,7 +85,11 @@ class CastSteps:
             services.transfer_finish(transfer=transfer, results={}, error=reason)
             return False
         chunk = transfer.chunk_size or self.config.chunk_size
-        ref = self.actor_for(source).file_info.remote(transfer.file_name, chunk)
+        actor = self.actor_for(source)
+        if transfer.origin:
+            ref = actor.fetch_origin.remote(transfer.origin, transfer.file_name, chunk, origin_policy())
+        else:
+            ref = actor.file_info.remote(transfer.file_name, chunk)
         self.running[transfer.pk] = Running(transfer.pk, "info", ref)
         return True
 
@@ -119,7 +123,12 @@ class CastSteps:
         assert run.info is not None  # launched only once the source answered file_info
         if run.rounds == 0:
             services.transfer_start(
-                transfer=transfer, size=run.info.size, sha256=run.info.sha256, tree=tree, chunk_size=chunk
+                transfer=transfer,
+                size=run.info.size,
+                sha256=run.info.sha256,
+                tree=tree,
+                chunk_size=chunk,
+                files=run.info.files if run.info.kind == "directory" else None,
             )
         else:
             transfer_add_round(transfer=transfer, tree=tree)
@@ -140,6 +149,7 @@ class CastSteps:
             namespace=settings.CASTRAY_RAY_NAMESPACE,
             udp_rate=settings.CASTRAY_UDP_RATE,
             udp_drop_every=settings.CASTRAY_UDP_DROP_EVERY,
+            mirror=transfer.mirror,
         )
         run.stage = "cast"
         run.ref = self.actor_for(transfer.source).cast.remote(plan)
@@ -309,6 +319,8 @@ class CastSteps:
     def failure(self, run: Running, transfer: Transfer, exc: BaseException) -> str:
         """Why a cast failed when its source's call raised, in the operator's words."""
         cause = getattr(exc, "cause", None)
+        if run.stage == "info" and transfer.origin and isinstance(cause, (OSError, ValueError)):
+            return f"cannot fetch {transfer.origin} on {transfer.source.name}: {cause}"
         if run.stage == "info" and isinstance(cause, (OSError, ValueError)):
             return f"cannot cast {transfer.file_name} from {transfer.source.name}: {cause}"
         return f"source node {transfer.source.name} failed: {short_error(exc)}"

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from clusters.models import RuntimeConfig
 from clusters.services import CONFIG_SETTINGS, runtime_config_effective
+from dataplane.contract import OriginPolicy
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,13 @@ def cluster_secret() -> bytes:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path.read_text().strip().encode()
+
+
+def origin_policy() -> OriginPolicy:
+    """How source actors may fetch origin URLs: the operator's settings, passed with each fetch."""
+    return OriginPolicy(
+        allow_private=settings.CASTRAY_ORIGIN_ALLOW_PRIVATE,
+        cache_bytes=settings.CASTRAY_ORIGIN_CACHE_SIZE,
+        timeout=settings.CASTRAY_ORIGIN_TIMEOUT,
+        s3_endpoint=settings.CASTRAY_S3_ENDPOINT_URL,
+    )

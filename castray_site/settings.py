@@ -236,6 +236,13 @@ CASTRAY_UDP_RATE = env_size("CASTRAY_UDP_RATE", 200 * 1024 * 1024)
 # Testing and benchmarking only: the UDP sender skips every Nth datagram of its first pass,
 # as if the network lost it, so NACK repair is exercised. 0 (the default) drops nothing.
 CASTRAY_UDP_DROP_EVERY = env_int("CASTRAY_UDP_DROP_EVERY", 0, minimum=0)
+# Origins (casts from an http(s):// or s3:// URL; dataplane/origin.py). Link-local and cloud
+# metadata addresses are always refused; loopback and private ranges only while this is off.
+CASTRAY_ORIGIN_ALLOW_PRIVATE = env_bool("CASTRAY_ORIGIN_ALLOW_PRIVATE", False)
+CASTRAY_ORIGIN_CACHE_SIZE = env_size("CASTRAY_ORIGIN_CACHE_SIZE", 10 * 1024**3)  # per node's storage
+CASTRAY_ORIGIN_TIMEOUT = env_float("CASTRAY_ORIGIN_TIMEOUT", 30.0, minimum=0.1)
+# An S3-compatible store (MinIO, Ceph, moto) instead of AWS; credentials: boto3's standard chain.
+CASTRAY_S3_ENDPOINT_URL = env_str("CASTRAY_S3_ENDPOINT_URL")
 
 # --- API: anonymous status, throttling, pagination, CORS ---------------------------------
 # On a trusted network, dashboards may read /api/status and /health details without a login.

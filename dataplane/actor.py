@@ -19,15 +19,28 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import wire
-from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, MessageBatch, Ping, ProgressRow, Results
+from dataplane.contract import (
+    Caps,
+    CastPlan,
+    CastResult,
+    FileInfo,
+    MessageBatch,
+    OriginPolicy,
+    Ping,
+    ProgressRow,
+    Results,
+)
 from dataplane.flow import Counters, Limits, Progress
 from dataplane.generator import write_generated
 from dataplane.inbox import Inbox, send_messages
 from dataplane.object_store import StoreReceiver, store_cast
+from dataplane.origin import OriginCache
+from dataplane.origin_url import parse_origin
 from dataplane.partfile import remove_part, stale_parts
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
+from dataplane.tree_cast import cast_tree, discard_all_staging, tree_info
 from dataplane.udp import udp_cast
 
 log = logging.getLogger("castray.actor")
@@ -92,6 +105,7 @@ class CastNode:
         self.limits = Limits(io_timeout=io_timeout)
         self.progress = Progress()
         self.manifests = ManifestCache(self.root)
+        self.origins = OriginCache(self.root, self.manifests)
         self.counters = Counters()
         self.locks = NameLocks()
         self.inbox = Inbox(inbox_size)
@@ -156,6 +170,10 @@ class CastNode:
     def cast(self, plan: CastPlan) -> CastResult:
         """Send `plan.name` to the tree under this node; return each target's result."""
         started = time.time()
+        if self._is_dir(plan.name):
+            return cast_tree(
+                self.root, self.manifests, plan, secret=self.secret, limits=self.limits, counters=self.counters
+            )
         try:
             path, manifest = manifest_for(self.root, self.manifests, plan.name, plan.chunk_size)
         except (OSError, ValueError) as exc:
@@ -239,15 +257,36 @@ class CastNode:
         return self.progress.snapshot(transfer)
 
     def forget(self, transfer: int) -> None:
+        """The cast is over: drop its progress, and whatever a directory version left staged."""
         self.progress.forget(transfer)
+        discard_all_staging(self.root, transfer)
 
     def cancel(self, transfer: int) -> None:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""
         self.limits.cancelled.add(transfer)
 
     def file_info(self, name: str, chunk_size: int) -> FileInfo:
+        if self._is_dir(name):
+            return tree_info(self.root, self.manifests, name, chunk_size)
         path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
         return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
+
+    def fetch_origin(self, url: str, name: str, chunk_size: int, policy: OriginPolicy) -> FileInfo:
+        """Put what `url` holds under `name` in the storage, fetched once (see dataplane/origin.py).
+
+        Raises OriginError (an OSError) with the reason in words, without credentials.
+        """
+        if parse_origin(url).is_prefix:  # an s3://bucket/prefix/: a directory, cast as one version
+            self.origins.fetch_prefix(url, name, chunk_size, policy)
+            return tree_info(self.root, self.manifests, name, chunk_size)
+        _path, manifest = self.origins.fetch(url, name, chunk_size, policy)
+        return FileInfo(name=name, size=manifest.size, sha256=manifest.sha256)
+
+    def _is_dir(self, name: str) -> bool:
+        try:
+            return resolve_in(self.root, name).is_dir()
+        except ValueError:
+            return False  # a bad name: the single-file path reports it
 
     def list_files(self) -> list[dict[str, Any]]:
         out = []

@@ -90,6 +90,7 @@ class CastPlan:
     namespace: str = ""
     udp_rate: float = 0.0  # bytes/s per receiver; 0 is unpaced
     udp_drop_every: int = 0  # tests and benchmarks: skip every Nth datagram of the first pass
+    mirror: bool = False  # directory casts: targets drop files the source does not have
 
     def targets(self) -> list[Hop]:
         return flatten(self.children)
@@ -105,6 +106,10 @@ class TargetResult:
     sha256: str = ""
     udp_transport: str = ""  # udp mode: "unicast" (IP multicast is not attempted)
     udp_passes: int = 0
+    # Directory casts: files in the version published, and those it already held (not sent).
+    files: int = 0
+    files_skipped: int = 0
+    bytes_skipped: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", 0) or k == "status"}
@@ -161,13 +166,19 @@ class ProgressRow:
     finished: float | None = None
     error: str = ""
     sha256: str = ""
+    files_done: int = 0  # directory casts: files verified or already held
+    files_total: int = 0
+    files_skipped: int = 0  # held already, so not sent
+    bytes_skipped: int = 0
 
 
 @dataclass(frozen=True)
 class FileInfo:
     name: str
     size: int
-    sha256: str
+    sha256: str  # a directory: the digest of its manifest, which names the version
+    kind: str = "file"  # or "directory"
+    files: int = 0  # a directory: its regular files
 
 
 @dataclass(frozen=True)
@@ -214,3 +225,14 @@ class MessageBatch:
     address: str
     port: int
     messages: tuple[InboxMessage, ...]
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """How a source actor may fetch a cast's origin URL (from the worker's settings)."""
+
+    allow_private: bool = False  # loopback and private ranges; link-local and metadata never
+    cache_bytes: int = 10 * 1024**3  # bound of the origin cache in the storage's .castray/
+    timeout: float = 30.0  # seconds without an answer or a byte before giving up
+    retries: int = 5  # resumes (HTTP Range) after a dropped connection
+    s3_endpoint: str = ""  # an S3-compatible store; empty: AWS

@@ -27,6 +27,7 @@ from dataplane.inbox import Inbox
 from dataplane.partfile import PartRecord
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import PART_SUFFIX, Manifest, ManifestCache, UnsafePath, checksum, chunk_count, resolve_in
+from dataplane.tree_wire import TreeReceiver
 from dataplane.udp import udp_receive
 
 log = logging.getLogger("castray.receiver")
@@ -91,6 +92,17 @@ class Receiver:
                 wire.send_json(sock, {"error": "this node keeps no inbox"})
             else:
                 wire.send_json(sock, {"delivered": self.inbox.put(list(offer.get("messages") or []))})
+            return
+        if offer.get("kind") == "tree":  # a directory version (dataplane/tree_wire.py)
+            with self.locks.hold(str(offer.get("name"))):
+                TreeReceiver(
+                    root=self.root,
+                    secret=self.secret,
+                    progress=self.progress,
+                    manifests=self.manifests,
+                    limits=self.limits,
+                    counters=self.counters,
+                ).handle(sock, offer)
             return
         transfer, target = int(offer["transfer"]), int(offer["target"])
         self.progress.set(

@@ -134,6 +134,6 @@ def source_file_problem(node: Node, name: str) -> str | None:
         path = resolve_in(root, name)
     except UnsafePath as exc:
         return str(exc)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():  # a directory is cast as one version
         return f"{name} does not exist in {node.name}'s storage"
     return None

@@ -139,6 +139,7 @@ class StatusConsumer(_Authenticated):
             "status": event["status"],
             "size": event["size"],
             "error": event["error"],
+            "files": event.get("files"),
             "targets": event["targets"],
             **self.labels[transfer_id],  # type: ignore[typeddict-item]
         }

@@ -76,6 +76,7 @@ class TargetState(TypedDict):
     # Its latest rate-chart samples, [unix seconds, bytes received] (transfers/samples.py):
     # a few, so that an attempt's start and first report arrive together.
     samples: list[list[float]]
+    files_done: int  # directory casts: files verified or already held
 
 
 class TransferEvent(TypedDict):
@@ -89,6 +90,7 @@ class TransferEvent(TypedDict):
     source_bytes_sent: int  # as the worker recorded them (at the end of each round)
     relay_bytes_sent: int
     error: str
+    files: int | None  # directory casts: regular files in the tree
     targets: list[TargetState]
 
 
@@ -125,6 +127,7 @@ def target_states(targets: Iterable[Target]) -> list[TargetState]:
             "parent": t.parent.name if t.parent_id else None,
             "attempts": t.attempts,
             "samples": t.samples[-RECENT_SAMPLES:],
+            "files_done": t.files_done,
         }
         for t in targets
     ]
@@ -143,6 +146,7 @@ def transfer_event(transfer: Transfer) -> TransferEvent:
         "source_bytes_sent": transfer.source_bytes_sent,
         "relay_bytes_sent": transfer.relay_bytes_sent,
         "error": transfer.error,
+        "files": transfer.files,
         "targets": target_states(transfer.targets.select_related("node", "parent")),
     }
 
@@ -171,6 +175,7 @@ class TransferActivity(TypedDict):
     status: str
     size: int | None
     error: str
+    files: NotRequired[int | None]
     targets: list[TargetState]
     file_name: NotRequired[str]
     source: NotRequired[str]

@@ -39,6 +39,11 @@ class Transfer(models.Model):
 
     source = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="sent_transfers")
     file_name = models.CharField(max_length=1024)
+    origin = models.CharField(
+        max_length=4096,
+        blank=True,
+        help_text="The URL the source fetches file_name from first; recorded without credentials.",
+    )
     size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TCP)
@@ -49,6 +54,11 @@ class Transfer(models.Model):
     )
     fan_out = models.PositiveIntegerField(default=0, help_text="Children per relay; 0: the configured default.")
     dest_name = models.CharField(max_length=1024, blank=True, help_text="Name at the targets; empty: file_name.")
+    is_directory = models.BooleanField(default=False, help_text="file_name is a directory, cast as one version.")
+    files = models.PositiveIntegerField(null=True, blank=True, help_text="A directory's regular files.")
+    mirror = models.BooleanField(
+        default=False, help_text="A directory: targets drop files the source does not have (like rsync --delete)."
+    )
     priority = models.IntegerField(default=0)
     chunk_size = models.PositiveIntegerField(default=0, help_text="0: the configured default.")
     tree = models.JSONField(default=dict, blank=True)
@@ -140,6 +150,10 @@ class Target(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Directory casts: files verified or already held, and those not sent because they were held.
+    files_done = models.PositiveIntegerField(default=0)
+    files_skipped = models.PositiveIntegerField(default=0)
+    bytes_skipped = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["transfer_id", "node__name"]

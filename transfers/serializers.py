@@ -7,6 +7,8 @@ from rest_framework import serializers
 from nodes.files import source_file_problem
 from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField, validated_file_name
 from transfers.models import Delivery, Message, Target, Transfer
+from transfers.services.origins import origin_check
+from transfers.services.targets import CastError
 
 
 class TargetSerializer(serializers.ModelSerializer):
@@ -32,6 +34,9 @@ class TargetSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "attempts",
+            "files_done",
+            "files_skipped",
+            "bytes_skipped",
         ]
         read_only_fields = fields
 
@@ -63,6 +68,21 @@ class TransferSerializer(serializers.ModelSerializer):
     dest_name = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Name at the targets; empty: file_name."
     )
+    file_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=1024,
+        help_text="The file in the source's storage; with origin, the name it is fetched to "
+        "(default: the URL's last path segment).",
+    )
+    origin = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=4096,
+        help_text="An http(s):// or s3://bucket/key URL the source fetches once, then casts. "
+        "Recorded without user-info, signatures or tokens.",
+    )
     recipients = TargetSerializer(source="targets", many=True, read_only=True)
     duration = serializers.FloatField(
         read_only=True, allow_null=True, help_text="Seconds from start to finish; empty until it finished."
@@ -80,7 +100,11 @@ class TransferSerializer(serializers.ModelSerializer):
             "id",
             "source",
             "file_name",
+            "origin",
             "dest_name",
+            "mirror",
+            "is_directory",
+            "files",
             "targets",
             "group",
             "broadcast",
@@ -109,6 +133,8 @@ class TransferSerializer(serializers.ModelSerializer):
             "status",
             "size",
             "sha256",
+            "is_directory",
+            "files",
             "error",
             "created_at",
             "started_at",
@@ -120,6 +146,8 @@ class TransferSerializer(serializers.ModelSerializer):
         ]
 
     def validate_file_name(self, value: str) -> str:
+        if not value:
+            return value  # allowed with an origin; validate() asks for one otherwise
         return validated_file_name(value)
 
     def validate_dest_name(self, value: str) -> str:
@@ -128,6 +156,16 @@ class TransferSerializer(serializers.ModelSerializer):
         return validated_file_name(value) if value else ""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("origin"):
+            try:
+                attrs["origin"], attrs["file_name"] = origin_check(
+                    url=attrs["origin"], file_name=attrs.get("file_name", "")
+                )
+            except CastError as exc:
+                raise serializers.ValidationError({exc.field: exc.message}) from None
+            return attrs  # the file does not exist yet: the source fetches it when the cast starts
+        if not attrs.get("file_name"):
+            raise serializers.ValidationError({"file_name": "give a file_name, or an origin URL to fetch"})
         # Where the source's storage is on this host, the file is checked now (symlinks too);
         # elsewhere its actor checks when the cast starts.
         problem = source_file_problem(attrs["source"], attrs["file_name"])

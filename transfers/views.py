@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from castray_site.api import BooleanFilter
 from castray_site.errors import Conflict
 from transfers.models import Delivery, Message, Target, Transfer
 from transfers.serializers import MessageSerializer, TargetDetailSerializer, TransferSerializer
@@ -49,6 +50,8 @@ class TransferFilter(django_filters.FilterSet):
     requested_by = django_filters.CharFilter(field_name="requested_by__username")
     created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    # The kind of cast; strict, so that a word other than true or false is a 400, not ignored.
+    is_directory = BooleanFilter(help_text="true: directory casts; false: single files.")
 
     class Meta:
         model = Transfer
@@ -85,6 +88,8 @@ class TransferViewSet(
             priority=data.get("priority", 0),
             fan_out=data.get("fan_out", 0),
             dest_name=data.get("dest_name", ""),
+            origin=data.get("origin", ""),
+            mirror=data.get("mirror", False),
         )
         serializer.instance = transfers_for_api().get(pk=transfer.pk)
 

@@ -15,6 +15,7 @@ from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
+from transfers.services.origins import origin_check
 from transfers.services.targets import RESULT_FIELDS, CastError, record_result, resolve_targets, targets_record
 
 
@@ -31,12 +32,21 @@ def transfer_create(
     priority: int = 0,
     fan_out: int = 0,
     dest_name: str = "",
+    origin: str = "",
+    mirror: bool = False,
 ) -> Transfer:
-    """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets."""
-    try:
-        name = clean_name(file_name)
-    except ValueError as exc:
-        raise CastError("file_name", str(exc)) from None
+    """Queue a cast. Rejects what can never work: bad names, disabled or unknown targets.
+
+    With an `origin` URL the source fetches it first, as `file_name` (default: the URL's
+    last path segment); the URL is recorded without credentials.
+    """
+    if origin:
+        origin, name = origin_check(url=origin, file_name=file_name)
+    else:
+        try:
+            name = clean_name(file_name)
+        except ValueError as exc:
+            raise CastError("file_name", str(exc)) from None
     try:
         dest = clean_name(dest_name) if dest_name else ""
     except ValueError as exc:
@@ -51,6 +61,8 @@ def transfer_create(
     transfer = Transfer.objects.create(
         source=source,
         file_name=name,
+        origin=origin,
+        mirror=mirror,
         dest_name=dest,
         mode=mode,
         priority=priority,
@@ -145,14 +157,23 @@ def transfer_recover_expired(*, worker_id: str) -> list[int]:
 
 @transaction.atomic
 def transfer_start(
-    *, transfer: Transfer, size: int | None, sha256: str, tree: dict[str, Any], chunk_size: int
+    *,
+    transfer: Transfer,
+    size: int | None,
+    sha256: str,
+    tree: dict[str, Any],
+    chunk_size: int,
+    files: int | None = None,
 ) -> Transfer:
+    """The first round starts: record what the source said (a directory: its file count too)."""
+    transfer.is_directory = files is not None
+    transfer.files = files
     transfer.size = size
     transfer.sha256 = sha256
     transfer.tree = tree
     transfer.chunk_size = chunk_size
     transfer.attempts += 1
-    transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts"])
+    transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts", "is_directory", "files"])
     now = timezone.now()
     transfer.targets.exclude(status__in=Target.FINAL).update(
         status=Target.Status.RECEIVING, started_at=now, attempts=transfer.attempts

@@ -107,6 +107,10 @@ def _progress(target: Target, row: dict[str, Any]) -> bool:
     if bytes_done != target.bytes_done:
         target.bytes_done = bytes_done
         fields.append("bytes_done")
+    files_done = int(row.get("files_done") or target.files_done)  # directory casts
+    if files_done != target.files_done:
+        target.files_done = files_done
+        fields.append("files_done")
     attempt = row.get("bytes_received")
     received = target.received_before + int(attempt) if attempt is not None else target.bytes_received
     if received != target.bytes_received:
@@ -151,6 +155,10 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
     target.bytes_received = target.received_before
     if target.status in (Target.Status.COMPLETED, Target.Status.SKIPPED):
         target.bytes_done = size or 0
+        # A directory: the version it published holds `files`, `files_skipped` of them not sent.
+        target.files_done = int(result.get("files") or result.get("files_done") or target.files_done)
+    target.files_skipped = int(result.get("files_skipped") or target.files_skipped)
+    target.bytes_skipped = int(result.get("bytes_skipped") or target.bytes_skipped)
     target.finished_at = now
     if target.started_at and target.status == Target.Status.COMPLETED and size:
         # What crossed the network over the time since the target started: chunks it held
@@ -166,7 +174,19 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         add_sample(target.samples, now.timestamp(), target.bytes_received)
 
 
-RESULT_FIELDS = ["status", "error", "bytes_done", "bytes_received", "received_before", "finished_at", "rate", "samples"]
+RESULT_FIELDS = [
+    "status",
+    "error",
+    "bytes_done",
+    "bytes_received",
+    "received_before",
+    "finished_at",
+    "rate",
+    "samples",
+    "files_done",
+    "files_skipped",
+    "bytes_skipped",
+]
 
 
 @transaction.atomic

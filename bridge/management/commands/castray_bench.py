@@ -15,7 +15,9 @@ COLUMNS: dict[str, list[str]] = {
     "modes": ["mb_s", "source_bytes_ratio", "private_mib", "object_store_mapped_mib"],
     "messages": ["per_s", "deliveries_per_s", "reference_per_s"],
     "api": ["p50_ms", "p99_ms", "reference_p99_ms", "queries"],
+    "tree": ["files", "mb_s", "files_per_s", "reference_mb_s", "bytes_moved_ratio"],
 }
+TREE_CASES = ("small", "shards", "recast-one-changed")
 
 
 def size(text: str) -> int:
@@ -47,7 +49,9 @@ class Command(BaseCommand):
         api.add_argument("--nodes", type=int, default=50)
         api.add_argument("--transfers", type=int, default=10000)
         api.add_argument("--requests", type=int, default=300)
-        for p in (unicast, broadcast, modes, messages, api):
+        tree = sub.add_parser("tree", help="directory casts vs a tar stream over loopback; a re-cast after one change")
+        tree.add_argument("--case", action="append", choices=TREE_CASES, help="repeatable; default all")
+        for p in (unicast, broadcast, modes, messages, api, tree):
             p.add_argument("--json", action="store_true", help="one JSON object per result per line")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -68,6 +72,10 @@ class Command(BaseCommand):
             )
         elif bench == "modes":
             results = bench_casts.bench_modes(size=size(options["size"]), targets=options["targets"])
+        elif bench == "tree":
+            from bridge.bench.trees import bench_tree
+
+            results = bench_tree(options["case"] or list(TREE_CASES))
         elif bench == "messages":
             results = bench_casts.bench_messages(count=options["count"], fan=options["fan"])
         else:
