@@ -116,9 +116,11 @@ class Receiver:
             log.exception("receiver failed")
             outcome = TargetResult(status="failed", error=f"{type(exc).__name__}: {exc}")
         results, relay_threads = subtree
+        # This node's own receive is over: say so now, with its own finish time, so that the
+        # worker records it while slower children are still being fed from the file here.
+        self.progress.finish(transfer, target, outcome)
         for thread in relay_threads:
             thread.join()
-        self.progress.finish(transfer, target, outcome)
         results[target] = outcome
         # Children this node never reached fail with its reason rather than vanish.
         for child in children:
