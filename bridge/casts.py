@@ -10,8 +10,8 @@ from typing import Any
 
 from django.conf import settings
 
+from bridge.capacity import chunk_for, plan_cast
 from bridge.config import RunConfig
-from bridge.planner import plan_tree
 from castray_site.lib import short_error
 from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
 from nodes.models import Node
@@ -84,7 +84,7 @@ class CastSteps:
             reason = f"source node {source.name} is {'disabled' if not source.enabled else source.status}"
             services.transfer_finish(transfer=transfer, results={}, error=reason)
             return False
-        chunk = transfer.chunk_size or self.config.chunk_size
+        chunk = chunk_for(transfer, self.config)
         ref = self.actor_for(source).file_info.remote(transfer.file_name, chunk)
         self.running[transfer.pk] = Running(transfer.pk, "info", ref)
         return True
@@ -112,10 +112,9 @@ class CastSteps:
 
         Returns how many targets the round serves (0: nothing left, the cast is finished).
         """
-        chunk = transfer.chunk_size or self.config.chunk_size
+        chunk = chunk_for(transfer, self.config)
         hops = self.live_hops(run, transfer)
-        fan_out = transfer.fan_out or self.config.default_fan_out
-        children, tree = plan_tree(transfer.source.name, hops, fan_out)
+        children, tree = plan_cast(transfer, hops, self.config)
         assert run.info is not None  # launched only once the source answered file_info
         if run.rounds == 0:
             services.transfer_start(

@@ -157,6 +157,9 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         # from an earlier cast did not move now (unknown bytes count as the whole file).
         seconds = (target.finished_at - target.started_at).total_seconds()
         target.rate = (target.bytes_received or size) / seconds if seconds > 0 else None
+        if target.rate:
+            # The planner's memory of this node: what it reached, for casts whose caps are unknown.
+            Node.objects.filter(pk=target.node_id).update(achieved_rate=target.rate)
     # The last sample: what arrived by now. If the receiver's own final report came first it
     # holds the same bytes at the true finish time, and a later equal sample adds nothing. A
     # target done before any report has its start as its first sample: its average is drawn.
