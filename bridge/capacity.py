@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.bounds import cast_bounds
 from bridge.config import RunConfig
 from bridge.planner import Capacity, choose_chunk_size, known, plan_capacity, plan_tree
 from dataplane.contract import Hop
 from nodes.models import Node
 from transfers.models import Transfer
+from transfers.services.plan import transfer_set_bounds
 
 
 def capacity_of(node: Node, config: RunConfig) -> Capacity:
@@ -42,3 +44,12 @@ def chunk_for(transfer: Transfer, config: RunConfig) -> int:
     source = capacity_of(transfer.source, config)
     capped = known(source) and all(known(c) for c in caps.values())
     return choose_chunk_size(source.egress if capped else None, len(caps), config.chunk_size)
+
+
+def record_bounds(transfer: Transfer, size: int, config: RunConfig) -> None:
+    """Store the cast's lower bounds from the caps its nodes have as it starts."""
+    caps = target_capacities(transfer, config)
+    bounds = cast_bounds(
+        size, capacity_of(transfer.source, config).egress, {tid: (c.egress, c.ingress) for tid, c in caps.items()}
+    )
+    transfer_set_bounds(transfer=transfer, cast=bounds.cast, targets=bounds.targets)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from bridge.capacity import chunk_for, plan_cast
+from bridge.capacity import chunk_for, plan_cast, record_bounds
 from bridge.config import RunConfig
 from castray_site.lib import short_error
 from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
@@ -120,6 +120,7 @@ class CastSteps:
             services.transfer_start(
                 transfer=transfer, size=run.info.size, sha256=run.info.sha256, tree=tree, chunk_size=chunk
             )
+            record_bounds(transfer, run.info.size, self.config)
         else:
             transfer_add_round(transfer=transfer, tree=tree)
         services.targets_set_parents(transfer=transfer, parents=_parents(children, transfer.source_id, run))

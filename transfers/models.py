@@ -60,6 +60,9 @@ class Transfer(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     source_bytes_sent = models.BigIntegerField(default=0)
+    # The least time the cast could take with its nodes' caps (the Kumar-Ross bound); empty
+    # when a cap is unknown. Its duration is shown against this.
+    bound_seconds = models.FloatField(null=True, blank=True, help_text="Lower bound on the cast's time.")
     relay_bytes_sent = models.BigIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     # Claim and lease: the worker that runs the cast renews this; an expired lease means
@@ -84,6 +87,12 @@ class Transfer(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def vs_bound(self) -> float | None:
+        """The cast's time over its lower bound (Kumar-Ross): 1.0 is as fast as the caps allow."""
+        duration = self.duration
+        return duration / self.bound_seconds if duration and self.bound_seconds else None
 
     @property
     def rate(self) -> float | None:
@@ -140,6 +149,21 @@ class Target(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    bound_seconds = models.FloatField(
+        null=True, blank=True, help_text="Lower bound on its time: size / min(its ingress, the source's egress)."
+    )
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def vs_bound(self) -> float | None:
+        """Its time over its own lower bound: 1.0 is as fast as its caps allow."""
+        duration = self.duration
+        return duration / self.bound_seconds if duration and self.bound_seconds else None
 
     class Meta:
         ordering = ["transfer_id", "node__name"]

@@ -17,6 +17,10 @@ class TargetSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The node it receives from in the distribution tree; empty before the cast starts.",
     )
+    duration = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds from start to finish.")
+    vs_bound = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Its time over its lower bound (bound_seconds); 1.0 is the best."
+    )
 
     class Meta:
         model = Target
@@ -32,6 +36,9 @@ class TargetSerializer(serializers.ModelSerializer):
             "finished_at",
             "error",
             "attempts",
+            "duration",
+            "bound_seconds",
+            "vs_bound",
         ]
         read_only_fields = fields
 
@@ -72,6 +79,9 @@ class TransferSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Bytes per second the targets that received the file got; null if no copy was delivered.",
     )
+    vs_bound = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="The cast's time over the Kumar-Ross bound (bound_seconds)."
+    )
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -103,6 +113,8 @@ class TransferSerializer(serializers.ModelSerializer):
             "attempts",
             "tree",
             "requested_by",
+            "bound_seconds",
+            "vs_bound",
         ]
         read_only_fields = [
             "cast_type",
@@ -117,6 +129,7 @@ class TransferSerializer(serializers.ModelSerializer):
             "relay_bytes_sent",
             "attempts",
             "tree",
+            "bound_seconds",
         ]
 
     def validate_file_name(self, value: str) -> str:

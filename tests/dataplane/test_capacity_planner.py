@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.bounds import Bounds, cast_bounds
 from bridge.planner import Capacity, choose_chunk_size, depth, plan_capacity
 from tests.dataplane.test_planner import hops, shape
 
@@ -63,3 +64,16 @@ def test_chunks_shrink_for_deep_capped_trees_and_stay_large_otherwise() -> None:
     assert choose_chunk_size(16 * mib, 1, 4 * mib) == 4 * mib
     assert choose_chunk_size(None, 24, 4 * mib) == 4 * mib
     assert choose_chunk_size(8 * mib, 24, 4 * mib) == 256 * 1024
+
+
+def test_the_kumar_ross_bound_and_each_targets_own() -> None:
+    size, c = 64.0, 16.0
+    targets = {i: (c, c) for i in range(1, 7)} | {7: (c / 4, c / 4)}
+    bounds = cast_bounds(int(size), c, targets)
+    assert bounds.cast == pytest.approx(16.0)  # the slow target's download
+    assert bounds.targets[1] == pytest.approx(4.0) and bounds.targets[7] == pytest.approx(16.0)
+    equal = cast_bounds(int(size), c, {i: (c, c) for i in range(1, 8)})
+    assert equal.cast == pytest.approx(4.0)
+    # Uploads bind when the targets give back little: 3 targets that upload nothing.
+    assert cast_bounds(int(size), c, {i: (1e-9, 1e9) for i in range(1, 4)}).cast == pytest.approx(12.0)
+    assert cast_bounds(int(size), None, {1: (c, c)}) == Bounds(None, {1: None})
