@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import wire
-from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, MessageBatch, Ping, ProgressRow, Results
+from dataplane.contract import Caps, CastPlan, CastResult, FileInfo, Hop, MessageBatch, Ping, ProgressRow, Results
 from dataplane.flow import Counters, Limits, Progress
 from dataplane.generator import write_generated
 from dataplane.inbox import Inbox, send_messages
@@ -240,6 +240,44 @@ class CastNode:
 
     def forget(self, transfer: int) -> None:
         self.progress.forget(transfer)
+
+    def move(self, transfer: int, target: int) -> dict[str, Any]:
+        """End this node's receive of `target`, keeping its chunks, so another node can feed it.
+
+        Returns once that receive has ended (its status and bytes then), so that the new feeder's offer
+        is not ended by the same mark: the caller starts the feed only after this answers.
+        """
+        self.limits.moved.add((transfer, target))
+        try:
+            deadline = time.monotonic() + self.limits.io_timeout
+            while time.monotonic() < deadline:
+                row = self.progress.snapshot(transfer).get(target)
+                if row is None or row.status not in ("receiving", "verifying"):
+                    # What the ended receive took in: the feeder sends only the chunks it lacks.
+                    return {
+                        "status": row.status if row else "pending",
+                        "bytes_received": row.bytes_received if row else 0,
+                    }
+                time.sleep(0.02)
+            return {"status": "receiving", "bytes_received": 0}
+        finally:
+            self.limits.moved.discard((transfer, target))
+
+    def feed(self, transfer: int, name: str, chunk_size: int, dest_name: str, hop: Hop) -> Results:
+        """Send `name` (held whole here) to one moved target, which resumes from the chunks it holds."""
+        path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
+        results, threads = send_children(
+            ChunkSource.from_manifest(path, manifest),
+            (hop,),
+            transfer=transfer,
+            name=dest_name,
+            secret=self.secret,
+            limits=self.limits,
+            counters=self.counters,
+        )
+        for thread in threads:
+            thread.join()
+        return results
 
     def cancel(self, transfer: int) -> None:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""

@@ -228,6 +228,7 @@ class Receiver:
                 if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
                     raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
                 self.limits.check(transfer)
+                self.limits.check_target(transfer, target)
                 if self.limits.ingress:
                     # Not reading is what slows the sender down: TCP flow control does the rest.
                     self.limits.ingress.consume(length)

@@ -59,3 +59,27 @@ def test_a_slow_child_does_not_slow_its_parent_or_siblings(worker, make_nodes, c
     by_node = {r["node"]: r for r in body["recipients"]}
     assert by_node[slow.name]["bound_seconds"] == pytest.approx(size / (C / 4))
     assert by_node[fast1.name]["vs_bound"] == pytest.approx(rows[fast1.name].vs_bound)
+
+
+def test_a_lagging_target_is_moved_to_the_source_and_receives_no_chunk_twice(worker, make_nodes) -> None:
+    source, relay, leaf = make_nodes(3, egress_cap=C, ingress_cap=C)
+    # The relay takes the file in at C but sends at C/8: its child lags far behind what it could take.
+    type(relay).objects.filter(pk=relay.pk).update(egress_cap=C // 8)
+    for node in (source, relay, leaf):
+        apply_caps(worker, node)
+    size = 16 * MiB
+    path = random_file(source, "m.bin", size)
+    transfer = transfer_create(source=source, file_name="m.bin", targets=[relay, leaf], fan_out=1)
+    assert worker.run_until(finished(transfer), timeout=120)
+    assert transfer.status == Transfer.Status.COMPLETED, transfer.error
+    assert transfer.tree["edges"] == [[source.name, relay.name], [relay.name, leaf.name]]
+    rows = {t.node_id: t for t in transfer.targets.all()}
+    # The relay whose child was moved completes; the child finished from the source, in one round,
+    # well before the relay alone could have fed it (size / (C/8) = 32 s).
+    assert rows[relay.pk].status == Target.Status.COMPLETED
+    assert rows[leaf.pk].status == Target.Status.COMPLETED and rows[leaf.pk].parent_id == source.pk
+    assert rows[leaf.pk].attempts == transfer.attempts
+    assert rows[leaf.pk].duration < size / (C / 8) / 2
+    # Its two receives together took in the file exactly once.
+    assert rows[leaf.pk].bytes_received == size
+    assert sha256_of(Path(leaf.storage_root) / "m.bin") == sha256_of(path)
