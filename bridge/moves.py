@@ -1,7 +1,7 @@
 """Moving a lagging target to a better feeder in the middle of a cast round.
 
 A leaf target receiving at under half the rate it could take (its ingress, at most the
-source's egress; with unknown caps, its parent's rate) is ended on its own node, keeping
+source's egress; with unknown caps, its parent's rate) and under half its parent's is ended on its own node, keeping
 its chunks, and fed the rest by a node that already holds the whole file (a finished
 target other than its parent, else the source). The round is reported only once every
 feed has answered.
@@ -74,13 +74,14 @@ class MoveSteps:
             return False
         if time.time() - target.started_at.timestamp() < SETTLE_SECONDS:
             return False
+        parent = next((t for t in targets if t.node_id == target.parent_id), None)
+        if parent is None or not parent.rate or target.rate >= SLOW * parent.rate:
+            # Its parent goes as slowly (a loaded host, a slow source): another feeder is no
+            # better, and moving it would only cost the source copies.
+            return False
         own, source = capacity_of(target.node, self.config), capacity_of(transfer.source, self.config)
-        if own.ingress and source.egress:
-            could = min(own.ingress, source.egress)
-        else:
-            parent = next((t for t in targets if t.node_id == target.parent_id), None)
-            could = parent.rate if parent and parent.rate else 0
-        return bool(could) and target.rate < SLOW * could
+        could = min(own.ingress, source.egress) if own.ingress and source.egress else parent.rate
+        return target.rate < SLOW * could
 
     def advance_moves(self, run: Running, transfer: Transfer) -> bool:
         """Take each move a stage further; return whether all have answered."""
