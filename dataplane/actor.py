@@ -179,12 +179,17 @@ class CastNode:
         )
 
     def _cast_tcp(self, plan: CastPlan, path: Path, manifest: Manifest) -> Results:
+        return self._send_tree(path, manifest, plan.children, plan.transfer, plan.dest_name)
+
+    def _send_tree(
+        self, path: Path, manifest: Manifest, children: tuple[Hop, ...], transfer: int, name: str
+    ) -> Results:
         source = ChunkSource.from_manifest(path, manifest)
         results, threads = send_children(
             source,
-            plan.children,
-            transfer=plan.transfer,
-            name=plan.dest_name,
+            children,
+            transfer=transfer,
+            name=name,
             secret=self.secret,
             limits=self.limits,
             counters=self.counters,
@@ -266,18 +271,7 @@ class CastNode:
     def feed(self, transfer: int, name: str, chunk_size: int, dest_name: str, hop: Hop) -> Results:
         """Send `name` (held whole here) to one moved target, which resumes from the chunks it holds."""
         path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
-        results, threads = send_children(
-            ChunkSource.from_manifest(path, manifest),
-            (hop,),
-            transfer=transfer,
-            name=dest_name,
-            secret=self.secret,
-            limits=self.limits,
-            counters=self.counters,
-        )
-        for thread in threads:
-            thread.join()
-        return results
+        return self._send_tree(path, manifest, (hop,), transfer, dest_name)
 
     def cancel(self, transfer: int) -> None:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""

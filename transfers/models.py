@@ -6,6 +6,11 @@ from django.db import models
 from nodes.models import Node
 
 
+def over_bound(seconds: float | None, bound: float | None) -> float | None:
+    """A time over its lower bound, when both are known."""
+    return seconds / bound if seconds and bound else None
+
+
 class TransferQuerySet(models.QuerySet["Transfer"]):
     def active(self) -> TransferQuerySet:
         return self.filter(status__in=[Transfer.Status.QUEUED, Transfer.Status.RUNNING])
@@ -91,8 +96,7 @@ class Transfer(models.Model):
     @property
     def vs_bound(self) -> float | None:
         """The cast's time over its lower bound (Kumar-Ross): 1.0 is as fast as the caps allow."""
-        duration = self.duration
-        return duration / self.bound_seconds if duration and self.bound_seconds else None
+        return over_bound(self.duration, self.bound_seconds)
 
     @property
     def rate(self) -> float | None:
@@ -155,15 +159,14 @@ class Target(models.Model):
 
     @property
     def duration(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
+        """Seconds from the cast's start to this target's own finish."""
+        done = self.started_at and self.finished_at
+        return (self.finished_at - self.started_at).total_seconds() if done else None  # type: ignore[operator]
 
     @property
     def vs_bound(self) -> float | None:
         """Its time over its own lower bound: 1.0 is as fast as its caps allow."""
-        duration = self.duration
-        return duration / self.bound_seconds if duration and self.bound_seconds else None
+        return over_bound(self.duration, self.bound_seconds)
 
     class Meta:
         ordering = ["transfer_id", "node__name"]
