@@ -141,6 +141,13 @@ def rayget_reference(cluster: BenchCluster, source: Node, name: str, n: int) -> 
     return seconds
 
 
+def data_seconds(transfer: Transfer) -> float:
+    ends = [t.finished_at for t in transfer.targets.all() if t.finished_at]
+    if not transfer.started_at or not ends:
+        return 0.0
+    return (max(ends) - transfer.started_at).total_seconds()
+
+
 def bench_broadcast(*, size: int, nodes: list[int], cap: int) -> list[dict[str, Any]]:
     cluster = BenchCluster()
     results = []
@@ -175,6 +182,8 @@ def bench_broadcast(*, size: int, nodes: list[int], cap: int) -> list[dict[str, 
                     "efficiency": round(ideal / seconds, 3),
                     "source_bytes_ratio": round(tree.source_bytes_sent / size, 3),
                     "star_seconds": round(star_seconds, 3),
+                    # Bytes moving only: from the round's start to the last target's own finish.
+                    "cast_seconds": round(data_seconds(tree), 3),
                     "star_efficiency": round(ideal / star_seconds, 3),
                     "rayget_seconds": round(rayget_seconds, 3),
                     "cap_mib_s": cap / MiB,

@@ -12,7 +12,14 @@ from castray_site.env import parse_size
 COLUMNS: dict[str, list[str]] = {
     "unicast": ["mb_s", "reference_mb_s"],
     "hetero": ["worst_fast_ratio", "slow_ratio", "bound_seconds", "source_bytes_ratio", "wall_seconds"],
-    "broadcast": ["efficiency", "source_bytes_ratio", "star_seconds", "star_efficiency", "rayget_seconds"],
+    "broadcast": [
+        "efficiency",
+        "cast_seconds",
+        "source_bytes_ratio",
+        "star_seconds",
+        "star_efficiency",
+        "rayget_seconds",
+    ],
     "modes": ["mb_s", "source_bytes_ratio", "private_mib", "object_store_mapped_mib"],
     "messages": ["per_s", "deliveries_per_s", "reference_per_s"],
     "api": ["p50_ms", "p99_ms", "reference_p99_ms", "queries"],
