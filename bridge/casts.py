@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
 
+from bridge.capacity import chunk_for, plan_cast, record_bounds
 from bridge.config import RunConfig, origin_policy
-from bridge.planner import plan_tree
+from bridge.moves import MoveSteps, merge_moves
 from castray_site.lib import short_error
 from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
 from nodes.models import Node
@@ -38,9 +39,10 @@ class Running:
     info: FileInfo | None = None
     pids: dict[int, int | None] = field(default_factory=dict)  # target id -> its actor's pid at launch
     cancelled_at: float | None = None  # when this worker told the actors the cast was cancelled
+    moves: dict[int, Any] = field(default_factory=dict)  # target id -> its move to another feeder (moves.py)
 
 
-class CastSteps:
+class CastSteps(MoveSteps):
     """Each step takes the casts one stage further and returns what it did."""
 
     worker_id: str
@@ -84,7 +86,7 @@ class CastSteps:
             reason = f"source node {source.name} is {'disabled' if not source.enabled else source.status}"
             services.transfer_finish(transfer=transfer, results={}, error=reason)
             return False
-        chunk = transfer.chunk_size or self.config.chunk_size
+        chunk = chunk_for(transfer, self.config)
         actor = self.actor_for(source)
         if transfer.origin:
             ref = actor.fetch_origin.remote(transfer.origin, transfer.file_name, chunk, origin_policy())
@@ -116,10 +118,9 @@ class CastSteps:
 
         Returns how many targets the round serves (0: nothing left, the cast is finished).
         """
-        chunk = transfer.chunk_size or self.config.chunk_size
+        chunk = chunk_for(transfer, self.config)
         hops = self.live_hops(run, transfer)
-        fan_out = transfer.fan_out or self.config.default_fan_out
-        children, tree = plan_tree(transfer.source.name, hops, fan_out)
+        children, tree = plan_cast(transfer, hops, self.config)
         assert run.info is not None  # launched only once the source answered file_info
         if run.rounds == 0:
             services.transfer_start(
@@ -130,6 +131,7 @@ class CastSteps:
                 chunk_size=chunk,
                 files=run.info.files if run.info.kind == "directory" else None,
             )
+            record_bounds(transfer, run.info.size, self.config)
         else:
             transfer_add_round(transfer=transfer, tree=tree)
         services.targets_set_parents(transfer=transfer, parents=_parents(children, transfer.source_id, run))
@@ -187,6 +189,9 @@ class CastSteps:
 
         Returns the targets served again in a new round (none: the cast is finished).
         """
+        if run.moves:
+            result = replace(result, results=merge_moves(run, result.results))
+            run.moves.clear()
         results = self.add_round_totals(run, transfer, result)
         if not result.ok:
             self.finish(run, transfer, results, error=result.error)
@@ -265,8 +270,9 @@ class CastSteps:
                 del self.running[run.transfer_id]
                 finished.append(run.transfer_id)
                 continue
+            moved_all = self.advance_moves(run, transfer) if run.moves else True
             ready, _ = ray.wait([run.ref], timeout=0)
-            if not ready:
+            if not ready or not moved_all:  # a round ends once its moved targets' feeds answer too
                 self.report_progress(run, transfer)
                 continue
             try:
@@ -346,6 +352,7 @@ class CastSteps:
             if ready:
                 run.progress_refs = [r for r in run.progress_refs if r not in ready]
                 services.target_progress(transfer=transfer, rows=rows)
+                self.rebalance(run, transfer)
         now = time.monotonic()
         if force or run.progress_refs or now - run.last_progress < settings.CASTRAY_PROGRESS_INTERVAL:
             return False

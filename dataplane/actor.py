@@ -24,6 +24,7 @@ from dataplane.contract import (
     CastPlan,
     CastResult,
     FileInfo,
+    Hop,
     MessageBatch,
     OriginPolicy,
     Ping,
@@ -197,12 +198,17 @@ class CastNode:
         )
 
     def _cast_tcp(self, plan: CastPlan, path: Path, manifest: Manifest) -> Results:
+        return self._send_tree(path, manifest, plan.children, plan.transfer, plan.dest_name)
+
+    def _send_tree(
+        self, path: Path, manifest: Manifest, children: tuple[Hop, ...], transfer: int, name: str
+    ) -> Results:
         source = ChunkSource.from_manifest(path, manifest)
         results, threads = send_children(
             source,
-            plan.children,
-            transfer=plan.transfer,
-            name=plan.dest_name,
+            children,
+            transfer=transfer,
+            name=name,
             secret=self.secret,
             limits=self.limits,
             counters=self.counters,
@@ -260,6 +266,33 @@ class CastNode:
         """The cast is over: drop its progress, and whatever a directory version left staged."""
         self.progress.forget(transfer)
         discard_all_staging(self.root, transfer)
+
+    def move(self, transfer: int, target: int) -> dict[str, Any]:
+        """End this node's receive of `target`, keeping its chunks, so another node can feed it.
+
+        Returns once that receive has ended (its status and bytes then), so that the new feeder's offer
+        is not ended by the same mark: the caller starts the feed only after this answers.
+        """
+        self.limits.moved.add((transfer, target))
+        try:
+            deadline = time.monotonic() + self.limits.io_timeout
+            while time.monotonic() < deadline:
+                row = self.progress.snapshot(transfer).get(target)
+                if row is None or row.status not in ("receiving", "verifying"):
+                    # What the ended receive took in: the feeder sends only the chunks it lacks.
+                    return {
+                        "status": row.status if row else "pending",
+                        "bytes_received": row.bytes_received if row else 0,
+                    }
+                time.sleep(0.02)
+            return {"status": "receiving", "bytes_received": 0}
+        finally:
+            self.limits.moved.discard((transfer, target))
+
+    def feed(self, transfer: int, name: str, chunk_size: int, dest_name: str, hop: Hop) -> Results:
+        """Send `name` (held whole here) to one moved target, which resumes from the chunks it holds."""
+        path, manifest = manifest_for(self.root, self.manifests, name, chunk_size)
+        return self._send_tree(path, manifest, (hop,), transfer, dest_name)
 
     def cancel(self, transfer: int) -> None:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""

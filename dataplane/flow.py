@@ -112,6 +112,7 @@ class Limits:
     egress: TokenBucket | None = None
     ingress: TokenBucket | None = None
     cancelled: set[int] = field(default_factory=set)
+    moved: set[tuple[int, int]] = field(default_factory=set)  # (transfer, target) receives to end
 
     def set_caps(self, egress: int | None, ingress: int | None) -> None:
         # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
@@ -123,6 +124,10 @@ class Limits:
     def check(self, transfer: int) -> None:
         if transfer in self.cancelled:
             raise ConnectionAbortedError("the cast was cancelled")
+
+    def check_target(self, transfer: int, target: int) -> None:
+        if (transfer, target) in self.moved:
+            raise ConnectionAbortedError("moved to another feeder")
 
 
 class Counters:

@@ -128,9 +128,11 @@ class Receiver:
             log.exception("receiver failed")
             outcome = TargetResult(status="failed", error=f"{type(exc).__name__}: {exc}")
         results, relay_threads = subtree
+        # This node's own receive is over: say so now, with its own finish time, so that the
+        # worker records it while slower children are still being fed from the file here.
+        self.progress.finish(transfer, target, outcome)
         for thread in relay_threads:
             thread.join()
-        self.progress.finish(transfer, target, outcome)
         results[target] = outcome
         # Children this node never reached fail with its reason rather than vanish.
         for child in children:
@@ -238,6 +240,7 @@ class Receiver:
                 if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
                     raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
                 self.limits.check(transfer)
+                self.limits.check_target(transfer, target)
                 if self.limits.ingress:
                     # Not reading is what slows the sender down: TCP flow control does the rest.
                     self.limits.ingress.consume(length)

@@ -59,6 +59,9 @@ class Node(models.Model):
     max_concurrent = models.PositiveIntegerField(
         null=True, blank=True, help_text="Casts this node takes part in at once; empty: default."
     )
+    # What the planner learns from past casts: a node's configured caps say what it may do,
+    # this says what it did (bytes/s of its last completed receive).
+    achieved_rate = models.FloatField(null=True, blank=True, help_text="Bytes per second it last received at.")
     actor_pid = models.PositiveIntegerField(null=True, blank=True)
     peak_rss_mib = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -42,6 +42,21 @@ def test_broadcast(ray_session, storage) -> None:
     assert rows[1]["star_seconds"] > 0
 
 
+def test_broadcast_uncapped_is_measured_against_ray_get(ray_session, storage) -> None:
+    rows = run("broadcast", "--size", "1MiB", "--nodes", "2", "--cap", "0")
+    # Both figures are rounded in the row.
+    assert rows[0]["efficiency"] == pytest.approx(rows[0]["rayget_seconds"] / rows[0]["seconds"], rel=0.05)
+
+
+def test_hetero(ray_session, storage) -> None:
+    rows = run("hetero", "--size", "1MiB", "--targets", "3", "--cap", "8")
+    assert [r["case"] for r in rows] == ["equal", "slow-both-early", "slow-egress", "slow-at-end"]
+    for row in rows:
+        assert {"worst_fast_ratio", "slow_ratio", "bound_seconds", "source_bytes_ratio", "target_ratios"} <= set(row)
+        assert len(row["target_ratios"]) == 3 and row["bound_seconds"] > 0
+    assert rows[0]["source_bytes_ratio"] == 1.0  # equal caps: a chain, one copy from the source
+
+
 def test_modes_and_messages(ray_session, storage) -> None:
     modes = run("modes", "--size", "1MiB")
     assert [r["case"] for r in modes] == ["tcp", "udp", "object_store"]

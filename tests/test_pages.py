@@ -108,12 +108,14 @@ def test_the_dashboard_shows_nodes_active_casts_and_history(browser: Client, fin
 
 
 def test_the_transfer_page_shows_targets_totals_and_the_tree(browser: Client, finished_cast: Transfer) -> None:
+    Transfer.objects.filter(pk=finished_cast.pk).update(bound_seconds=1.6)
     text = browser.get(f"/transfers/{finished_cast.pk}/").content.decode()
     assert text.count('role="progressbar"') == 2
     assert 'aria-valuenow="100"' in text
     assert "2.0 s" in text  # duration
     assert "5 MB/s" in text  # 10 MB in 2 s
-    assert "2.0×" in text  # two receivers served by one copy from the source
+    assert "1.25×" in text  # 2 s against a lower bound of 1.6 s
+    assert "Copies from source" in text and "1.00 copies" in text  # two receivers, one copy from the source
     assert '<svg class="tree"' in text
     assert text.count('class="tree-node') == 3 and text.count('class="tree-link"') == 2
     assert 'id="transfer-data"' in text

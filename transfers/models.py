@@ -6,6 +6,11 @@ from django.db import models
 from nodes.models import Node
 
 
+def over_bound(seconds: float | None, bound: float | None) -> float | None:
+    """A time over its lower bound, when both are known."""
+    return seconds / bound if seconds and bound else None
+
+
 class TransferQuerySet(models.QuerySet["Transfer"]):
     def active(self) -> TransferQuerySet:
         return self.filter(status__in=[Transfer.Status.QUEUED, Transfer.Status.RUNNING])
@@ -70,6 +75,9 @@ class Transfer(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     source_bytes_sent = models.BigIntegerField(default=0)
+    # The least time the cast could take with its nodes' caps (the Kumar-Ross bound); empty
+    # when a cap is unknown. Its duration is shown against this.
+    bound_seconds = models.FloatField(null=True, blank=True, help_text="Lower bound on the cast's time.")
     relay_bytes_sent = models.BigIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     # Claim and lease: the worker that runs the cast renews this; an expired lease means
@@ -94,6 +102,11 @@ class Transfer(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def vs_bound(self) -> float | None:
+        """The cast's time over its lower bound (Kumar-Ross): 1.0 is as fast as the caps allow."""
+        return over_bound(self.duration, self.bound_seconds)
 
     @property
     def rate(self) -> float | None:
@@ -154,6 +167,20 @@ class Target(models.Model):
     files_done = models.PositiveIntegerField(default=0)
     files_skipped = models.PositiveIntegerField(default=0)
     bytes_skipped = models.BigIntegerField(default=0)
+    bound_seconds = models.FloatField(
+        null=True, blank=True, help_text="Lower bound on its time: size / min(its ingress, the source's egress)."
+    )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the cast's start to this target's own finish."""
+        done = self.started_at and self.finished_at
+        return (self.finished_at - self.started_at).total_seconds() if done else None  # type: ignore[operator]
+
+    @property
+    def vs_bound(self) -> float | None:
+        """Its time over its own lower bound: 1.0 is as fast as its caps allow."""
+        return over_bound(self.duration, self.bound_seconds)
 
     class Meta:
         ordering = ["transfer_id", "node__name"]

@@ -179,9 +179,9 @@ def _totals(transfer: Transfer, targets: list[Target]) -> dict[str, float | int 
         "all_skipped": bool(targets) and all(t.status == Target.Status.SKIPPED for t in targets),
         "duration": duration,
         "throughput": delivered / duration if duration else None,
-        # Bytes that reached receivers per byte the source sent: about N for a relay tree of
-        # N receivers, 1 for N separate unicasts.
-        "efficiency": delivered / transfer.source_bytes_sent if transfer.source_bytes_sent else None,
+        # The cast's time against the least its caps allow (Kumar-Ross); copies from the source
+        # stay beside it as what they are.
+        "vs_bound": transfer.vs_bound,
         "source_copies": transfer.source_bytes_sent / transfer.size if transfer.size else None,
     }
 

@@ -19,6 +19,10 @@ class TargetSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The node it receives from in the distribution tree; empty before the cast starts.",
     )
+    duration = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds from start to finish.")
+    vs_bound = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Its time over its lower bound (bound_seconds); 1.0 is the best."
+    )
 
     class Meta:
         model = Target
@@ -37,6 +41,9 @@ class TargetSerializer(serializers.ModelSerializer):
             "files_done",
             "files_skipped",
             "bytes_skipped",
+            "duration",
+            "bound_seconds",
+            "vs_bound",
         ]
         read_only_fields = fields
 
@@ -92,6 +99,9 @@ class TransferSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Bytes per second the targets that received the file got; null if no copy was delivered.",
     )
+    vs_bound = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="The cast's time over the Kumar-Ross bound (bound_seconds)."
+    )
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -127,6 +137,8 @@ class TransferSerializer(serializers.ModelSerializer):
             "attempts",
             "tree",
             "requested_by",
+            "bound_seconds",
+            "vs_bound",
         ]
         read_only_fields = [
             "cast_type",
@@ -143,6 +155,7 @@ class TransferSerializer(serializers.ModelSerializer):
             "relay_bytes_sent",
             "attempts",
             "tree",
+            "bound_seconds",
         ]
 
     def validate_file_name(self, value: str) -> str:

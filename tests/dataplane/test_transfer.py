@@ -20,7 +20,7 @@ import pytest
 
 from dataplane import wire
 from dataplane.contract import CastPlan, Hop, Results, TargetResult
-from dataplane.flow import Counters, Limits, Progress
+from dataplane.flow import Counters, Limits, Progress, TokenBucket
 from dataplane.inbox import Inbox, send_messages
 from dataplane.partfile import PartRecord
 from dataplane.receiver import NameLocks, Receiver
@@ -334,3 +334,16 @@ def test_messages_reach_the_inbox_once(node: Node) -> None:
     assert [m["content"] for m in node.inbox.latest(10)] == ["hello"]
     with pytest.raises(ConnectionError, match="not signed"):
         send_messages(LOOPBACK, node.port, batch, secret=b"another cluster", timeout=10)
+
+
+def test_a_relay_reports_its_own_finish_before_its_slow_child(node: Node, node2: Node, source: Path) -> None:
+    size = source.stat().st_size
+    node2.limits.ingress = TokenBucket(size / 1.5)  # the child takes ~1.5 s
+    started = time.time()
+    results = send(source, node.hop(1, node2.hop(2)))
+    assert {t: r.status for t, r in results.items()} == {1: "completed", 2: "completed"}
+    relay, child = node.progress.snapshot(1)[1], node2.progress.snapshot(1)[2]
+    assert relay.status == "completed" and relay.finished is not None and child.finished is not None
+    # The relay's row says completed, with its own time, while its child still receives.
+    assert relay.finished - started < 0.5
+    assert child.finished - relay.finished > 0.8

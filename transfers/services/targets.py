@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -159,19 +159,35 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         target.files_done = int(result.get("files") or result.get("files_done") or target.files_done)
     target.files_skipped = int(result.get("files_skipped") or target.files_skipped)
     target.bytes_skipped = int(result.get("bytes_skipped") or target.bytes_skipped)
-    target.finished_at = now
+    target.finished_at = _finished_at(result, target, now)
     if target.started_at and target.status == Target.Status.COMPLETED and size:
         # What crossed the network over the time since the target started: chunks it held
         # from an earlier cast did not move now (unknown bytes count as the whole file).
-        seconds = (now - target.started_at).total_seconds()
+        seconds = (target.finished_at - target.started_at).total_seconds()
         target.rate = (target.bytes_received or size) / seconds if seconds > 0 else None
+        if target.rate:
+            # The planner's memory of this node: what it reached, for casts whose caps are unknown.
+            Node.objects.filter(pk=target.node_id).update(achieved_rate=target.rate)
     # The last sample: what arrived by now. If the receiver's own final report came first it
     # holds the same bytes at the true finish time, and a later equal sample adds nothing. A
     # target done before any report has its start as its first sample: its average is drawn.
     if not target.samples and target.started_at:
         add_sample(target.samples, target.started_at.timestamp(), 0)
     if not target.samples or target.samples[-1][1] != target.bytes_received:
-        add_sample(target.samples, now.timestamp(), target.bytes_received)
+        add_sample(target.samples, target.finished_at.timestamp(), target.bytes_received)
+
+
+def _finished_at(result: dict[str, Any], target: Target, now: datetime) -> datetime:
+    """When the receiver itself finished (its row's `finished`), not when the worker heard of it.
+
+    The worker learns of a finish up to a progress interval (or a whole round) later; that
+    delay is not the target's. Clamped to [started_at, now] against clock skew between hosts.
+    """
+    finished = result.get("finished")
+    if not finished:
+        return now
+    at = min(datetime.fromtimestamp(float(finished), tz=UTC), now)
+    return max(at, target.started_at) if target.started_at else at
 
 
 RESULT_FIELDS = [

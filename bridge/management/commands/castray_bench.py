@@ -11,7 +11,15 @@ from castray_site.env import parse_size
 
 COLUMNS: dict[str, list[str]] = {
     "unicast": ["mb_s", "reference_mb_s"],
-    "broadcast": ["efficiency", "source_bytes_ratio", "star_seconds", "star_efficiency", "rayget_seconds"],
+    "hetero": ["worst_fast_ratio", "slow_ratio", "bound_seconds", "source_bytes_ratio", "wall_seconds"],
+    "broadcast": [
+        "efficiency",
+        "cast_seconds",
+        "source_bytes_ratio",
+        "star_seconds",
+        "star_efficiency",
+        "rayget_seconds",
+    ],
     "modes": ["mb_s", "source_bytes_ratio", "private_mib", "object_store_mapped_mib"],
     "messages": ["per_s", "deliveries_per_s", "reference_per_s"],
     "api": ["p50_ms", "p99_ms", "reference_p99_ms", "queries"],
@@ -38,7 +46,13 @@ class Command(BaseCommand):
         broadcast = sub.add_parser("broadcast", help="one file to N capped nodes: tree vs star vs ray.get")
         broadcast.add_argument("--size", default="256MiB")
         broadcast.add_argument("--nodes", default="1,2,4,8")
-        broadcast.add_argument("--cap", type=float, default=32, help="MiB/s on every node's egress and ingress")
+        broadcast.add_argument(
+            "--cap", type=float, default=32, help="MiB/s on every node's egress and ingress; 0: uncapped"
+        )
+        hetero = sub.add_parser("hetero", help="one slow target among fast ones, against each one's lower bound")
+        hetero.add_argument("--size", default="64MiB")
+        hetero.add_argument("--targets", type=int, default=7)
+        hetero.add_argument("--cap", type=float, default=16, help="MiB/s of every node but the slow one (C/4)")
         modes = sub.add_parser("modes", help="tcp, udp and object_store on the same file")
         modes.add_argument("--size", default="256MiB")
         modes.add_argument("--targets", type=int, default=1)
@@ -51,7 +65,7 @@ class Command(BaseCommand):
         api.add_argument("--requests", type=int, default=300)
         tree = sub.add_parser("tree", help="directory casts vs a tar stream over loopback; a re-cast after one change")
         tree.add_argument("--case", action="append", choices=TREE_CASES, help="repeatable; default all")
-        for p in (unicast, broadcast, modes, messages, api, tree):
+        for p in (unicast, broadcast, hetero, modes, messages, api, tree):
             p.add_argument("--json", action="store_true", help="one JSON object per result per line")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,6 +83,12 @@ class Command(BaseCommand):
                 raise CommandError("--nodes takes numbers separated by commas, e.g. 1,2,4,8") from None
             results = bench_casts.bench_broadcast(
                 size=size(options["size"]), nodes=nodes, cap=int(options["cap"] * 1024 * 1024)
+            )
+        elif bench == "hetero":
+            from bridge.bench.hetero import bench_hetero
+
+            results = bench_hetero(
+                size=size(options["size"]), targets=options["targets"], cap=int(options["cap"] * 1024 * 1024)
             )
         elif bench == "modes":
             results = bench_casts.bench_modes(size=size(options["size"]), targets=options["targets"])

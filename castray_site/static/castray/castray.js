@@ -201,7 +201,7 @@
         .catch(() => {});
     }
     function refreshTotals() {
-      // The totals (duration, efficiency, rate) are the worker's final record.
+      // The totals (duration, time against the bound, rate) are the worker's final record.
       fetch(location.pathname, { credentials: "same-origin" })
         .then((r) => r.text())
         .then((html) => {
