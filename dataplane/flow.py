@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,6 +114,12 @@ class Limits:
     ingress: TokenBucket | None = None
     cancelled: set[int] = field(default_factory=set)
     moved: set[tuple[int, int]] = field(default_factory=set)  # (transfer, target) receives to end
+    # (transfer, target) pairs the worker gave up on, and those whose file was renamed into
+    # place (-> its SHA-256). One lock makes "abort" and "rename" exclusive: whichever comes
+    # first wins, and the worker learns which from abort's answer.
+    aborted: set[tuple[int, int]] = field(default_factory=set)
+    committed: dict[tuple[int, int], str] = field(default_factory=dict)
+    commit_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_caps(self, egress: int | None, ingress: int | None) -> None:
         # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
@@ -121,9 +128,32 @@ class Limits:
         if (self.ingress.rate if self.ingress else 0) != (ingress or 0):
             self.ingress = TokenBucket(ingress) if ingress else None
 
-    def check(self, transfer: int) -> None:
+    def check(self, transfer: int, target: int | None = None) -> None:
         if transfer in self.cancelled:
             raise ConnectionAbortedError("the cast was cancelled")
+        if target is not None and (transfer, target) in self.aborted:
+            raise ConnectionAbortedError("the worker gave up on this target: receiving stopped, the part is kept")
+
+    def abort(self, transfer: int, target: int) -> str:
+        """Stop receiving for (transfer, target) unless its file is already in place.
+
+        Returns the SHA-256 of the file when it was renamed into place before this, else "".
+        """
+        with self.commit_lock:
+            if (transfer, target) in self.committed:
+                return self.committed[(transfer, target)]
+            self.aborted.add((transfer, target))
+            return ""
+
+    @contextmanager
+    def committing(self, transfer: int, target: int, sha256: str) -> Iterator[None]:
+        """Hold the rename of a verified file against an abort; raise if the worker gave up first."""
+        with self.commit_lock:
+            self.check(transfer, target)
+            yield
+            self.committed[(transfer, target)] = sha256
+            while len(self.committed) > 10_000:  # a long-lived actor: keep the newest
+                del self.committed[next(iter(self.committed))]
 
     def check_target(self, transfer: int, target: int) -> None:
         if (transfer, target) in self.moved:

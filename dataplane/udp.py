@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ def udp_receive(
             listener.join()
         progress.set(transfer, target, status="verifying")
         try:
-            digest = part.finish(manifests)
+            digest = part.finish(manifests, partial(limits.committing, transfer, target))
         except (OSError, ValueError) as exc:
             part.abandon(delete=True)
             return TargetResult(status="failed", error=str(exc), bytes_received=part.received)

@@ -1,0 +1,62 @@
+"""The worker gives up on a target: its receiver stops, never renames, keeps its part (no Ray)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from dataplane.flow import Limits
+from dataplane.partfile import PartFile
+from dataplane.storage import ManifestCache, checksum
+from tests.dataplane.test_transfer import CHUNK, Node, node, send, sha256, source  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.unit
+
+
+def test_abort_and_rename_exclude_each_other() -> None:
+    limits = Limits()
+    with limits.committing(1, 7, "abc"):
+        pass
+    assert limits.abort(1, 7) == "abc"  # renamed first: abort answers with the digest
+    assert limits.abort(1, 8) == ""  # not renamed: stopped
+    with pytest.raises(ConnectionAbortedError, match="gave up"), limits.committing(1, 8, "abc"):
+        raise AssertionError("never reached: the rename must not run")
+    limits.check(1, 9)  # other targets of the cast go on
+    limits.check(1)
+
+
+def test_an_aborted_target_stops_keeps_its_part_and_names_nothing(node: Node, source: Path) -> None:  # noqa: F811
+    assert node.limits.abort(1, 1) == ""
+    results = send(source, node.hop(1))
+    assert results[1].status == "cancelled" and "gave up" in results[1].error
+    assert not (node.root / "f.bin").exists()
+    assert node.leftovers() != []  # the .part and its record stay for a later attempt
+    # A later attempt is another cast (a retry), which the abort does not touch.
+    assert node.limits.abort(1, 1) == ""
+
+
+def test_a_target_renamed_before_the_abort_is_reported_with_its_digest(node: Node, source: Path) -> None:  # noqa: F811
+    assert send(source, node.hop(1))[1].status == "completed"
+    assert node.limits.abort(1, 1) == sha256(source)
+    assert (node.root / "f.bin").read_bytes() == source.read_bytes()
+
+
+def test_a_part_file_whose_rename_is_refused_keeps_every_chunk(tmp_path: Path) -> None:
+    data = os.urandom(3 * CHUNK)
+    part = PartFile(tmp_path, "g.bin", len(data), hashlib.sha256(data).hexdigest(), CHUNK)
+    for i in range(3):
+        piece = data[i * CHUNK : (i + 1) * CHUNK]
+        part.write(i, piece, checksum(piece))
+    limits = Limits()
+    limits.abort(5, 6)
+    with pytest.raises(ConnectionAbortedError):
+        part.finish(ManifestCache(tmp_path), lambda digest: limits.committing(5, 6, digest))
+    part.abandon()  # what the modes do with a failed finish: close it, keep it and its record
+    assert not (tmp_path / "g.bin").exists()
+    assert (tmp_path / "g.bin.part").read_bytes() == data
+    again = PartFile(tmp_path, "g.bin", len(data), hashlib.sha256(data).hexdigest(), CHUNK)
+    assert again.held_bytes() == len(data)
+    again.abandon()
