@@ -23,6 +23,7 @@ from castray_site.lib import short_error
 from clusters import services
 from clusters.models import Cluster, NodePlacement
 from nodes.models import Node
+from transfers.models import Target, Transfer
 
 log = logging.getLogger("castray.worker.clusters")
 
@@ -43,6 +44,7 @@ class HealthSteps:
     nodes: Callable[[], QuerySet[Node]]  # nodes.py
     demo_step: Callable[[], str]  # demo.py
     serve_file_requests: Callable[[], list[int]]  # file_requests.py
+    give_up: Callable[[Any, dict[int, int]], int]  # aborts.py
 
     def heartbeat(self) -> dict[str, Any]:
         import ray
@@ -181,8 +183,16 @@ class HealthSteps:
         if self.marked.get(node.pk) == node.ray_node_id:
             return False
         self.marked[node.pk] = node.ray_node_id
+        receiving = dict(
+            Target.objects.filter(node=node, transfer__status=Transfer.Status.RUNNING)
+            .exclude(status__in=Target.FINAL)
+            .values_list("pk", "transfer_id")
+        )
         failed = services.node_mark_down(node=node, reason=reason)
-        self.actors.pop(node.pk, None)
+        handle = self.actors.pop(node.pk, None)
+        if handle is not None and receiving:
+            # Its receivers may be alive behind a partition: they must not finish unrecorded.
+            self.give_up(handle, receiving)
         self.pending_pings.pop(node.pk, None)
         self.heard_from.discard(node.pk)
         log.warning("node %s offline: %s (casts affected: %s)", node.name, reason, failed)
