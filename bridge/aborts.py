@@ -27,29 +27,40 @@ ANSWER_WITHIN = 900.0
 
 
 class AbortSteps:
-    aborts: dict[Any, tuple[int, float]]  # abort call -> (target id, give up waiting at)
+    # abort call -> (the actor, transfer id, target id, give up waiting at)
+    aborts: dict[Any, tuple[Any, int, int, float]]
+    # target id -> (the actor, transfer id, give up at, ask again at): calls to ask again
+    abort_later: dict[int, tuple[Any, int, float, float]]
 
     def give_up(self, handle: Any, target_ids: dict[int, int]) -> int:
         """Tell the actor `handle` to stop receiving these targets (target id -> transfer id)."""
         deadline = time.monotonic() + ANSWER_WITHIN
         for target_id, transfer_id in target_ids.items():
-            try:
-                self.aborts[handle.abort.remote(transfer_id, target_id)] = (target_id, deadline)
-            except Exception as exc:  # noqa: BLE001 - an actor that cannot be called cannot rename either
-                log.info("cannot tell the receiver of target %s to stop: %s", target_id, exc)
+            self._ask(handle, transfer_id, target_id, deadline)
         return len(target_ids)
+
+    def _ask(self, handle: Any, transfer_id: int, target_id: int, deadline: float) -> None:
+        try:
+            self.aborts[handle.abort.remote(transfer_id, target_id)] = (handle, transfer_id, target_id, deadline)
+        except Exception as exc:  # noqa: BLE001 - an actor that cannot be called cannot rename either
+            log.info("cannot tell the receiver of target %s to stop: %s", target_id, exc)
 
     def settle_aborts(self) -> list[int]:
         """Record the answers that came in; return the targets settled."""
+        now = time.monotonic()
+        for target_id, (handle, transfer_id, deadline, at) in list(self.abort_later.items()):
+            if at <= now:
+                del self.abort_later[target_id]
+                self._ask(handle, transfer_id, target_id, deadline)
         if not self.aborts:
             return []
         import ray
+        from ray.exceptions import ActorUnavailableError
 
         ready, _ = ray.wait(list(self.aborts), num_returns=len(self.aborts), timeout=0)
         settled = []
-        now = time.monotonic()
         for ref in list(self.aborts):
-            target_id, deadline = self.aborts[ref]
+            handle, transfer_id, target_id, deadline = self.aborts[ref]
             if ref not in ready:
                 if now > deadline:
                     del self.aborts[ref]
@@ -57,6 +68,12 @@ class AbortSteps:
             del self.aborts[ref]
             try:
                 row = asdict(ray.get(ref))
+            except ActorUnavailableError:
+                # Alive but not reachable yet (a partition resets Ray's connection to it): ask
+                # again, abort is idempotent. Measured: the first call failed this way.
+                if now < deadline:
+                    self.abort_later[target_id] = (handle, transfer_id, deadline, now + 1.0)
+                continue
             except Exception as exc:  # noqa: BLE001 - the actor died: nothing more will land
                 log.info("target %s: its receiver is gone (%s)", target_id, exc)
                 continue

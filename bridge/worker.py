@@ -84,7 +84,8 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, AbortSteps, CastSteps, Message
         # Casts and messages in flight (casts.py, messages.py).
         self.running: dict[int, Running] = {}
         self.message_refs: list[tuple[list[Any], str]] = []
-        self.aborts: dict[Any, tuple[int, float]] = {}  # targets given up on (aborts.py)
+        self.aborts: dict[Any, tuple[Any, int, int, float]] = {}  # targets given up on (aborts.py)
+        self.abort_later: dict[int, tuple[Any, int, float, float]] = {}
 
         # Demo casts (demo.py) and file requests (file_requests.py).
         self.last_demo = 0.0
