@@ -305,7 +305,13 @@ class CastNode:
         renamed into place before the abort came (the worker then records it completed).
         """
         digest = self.limits.abort(transfer, target)
+        # The receiver stops at its next chunk boundary: wait for that (briefly), so the bytes
+        # it answers include the chunk that was arriving.
+        deadline = time.monotonic() + 5.0
         row = self.progress.snapshot(transfer).get(target, ProgressRow())
+        while not digest and row.status in ("receiving", "verifying") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = self.progress.snapshot(transfer).get(target, ProgressRow())
         if digest:
             row.status, row.sha256 = "completed", digest
         return row

@@ -186,6 +186,7 @@ def udp_receive(
                 request = wire.recv_json(sock)
                 if request.get("op") != "end":
                     raise wire.ProtocolError("expected the end of a pass")
+                limits.check(transfer, target)
                 # Let datagrams still in the socket buffer land before answering.
                 while time.monotonic() - last[0] < UDP_QUIET:
                     time.sleep(UDP_QUIET / 2)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.flow import Limits
+from dataplane.contract import TargetResult
+from dataplane.flow import Limits, Progress
 from dataplane.partfile import PartFile
 from dataplane.storage import ManifestCache, checksum
 from tests.dataplane.test_transfer import CHUNK, Node, node, send, sha256, source  # noqa: F401 - fixtures
@@ -60,3 +61,11 @@ def test_a_part_file_whose_rename_is_refused_keeps_every_chunk(tmp_path: Path) -
     again = PartFile(tmp_path, "g.bin", len(data), hashlib.sha256(data).hexdigest(), CHUNK)
     assert again.held_bytes() == len(data)
     again.abandon()
+
+
+def test_a_stopped_receive_keeps_its_count_of_bytes() -> None:
+    progress = Progress()
+    progress.add_bytes(1, 2, 3 * CHUNK, received=3 * CHUNK)
+    progress.finish(1, 2, TargetResult(status="cancelled", error="the worker gave up on this target"))
+    row = progress.snapshot(1)[2]
+    assert (row.status, row.bytes_received) == ("cancelled", 3 * CHUNK)
