@@ -6,6 +6,7 @@ import Django.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,6 +121,9 @@ class Limits:
     aborted: set[tuple[int, int]] = field(default_factory=set)
     committed: dict[tuple[int, int], str] = field(default_factory=dict)
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The connection each TCP receive is reading from, so that an abort can drop it at once:
+    # behind a partition the stream may stall for a minute before its next chunk boundary.
+    streams: dict[tuple[int, int], socket.socket] = field(default_factory=dict)
 
     def set_caps(self, egress: int | None, ingress: int | None) -> None:
         # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
@@ -143,7 +147,13 @@ class Limits:
             if (transfer, target) in self.committed:
                 return self.committed[(transfer, target)]
             self.aborted.add((transfer, target))
-            return ""
+            stream = self.streams.get((transfer, target))
+        if stream is not None:
+            try:
+                stream.shutdown(socket.SHUT_RDWR)  # the blocked read returns; the chunk is dropped
+            except OSError:
+                pass
+        return ""
 
     @contextmanager
     def committing(self, transfer: int, target: int, sha256: str) -> Iterator[None]:

@@ -232,6 +232,7 @@ class Receiver:
         received = 0
         since_record = 0
         recorded_at = time.monotonic()
+        self.limits.streams[(transfer, target)] = sock
         try:
             while True:
                 index, offset, length, crc = wire.recv_chunk_header(sock)
@@ -291,7 +292,10 @@ class Receiver:
             # Keep what arrived intact so that the next attempt resumes from it.
             os.fdatasync(fd)
             record.save(have)
+            self.limits.check(transfer, target)  # dropped by an abort: say so, not "closed"
             raise
+        finally:
+            self.limits.streams.pop((transfer, target), None)
         streamed = hasher.close()
         missing = count - wire.bit_count(have, count)
         if missing:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from dataplane.contract import TargetResult
+from dataplane.contract import ProgressRow, TargetResult
 from dataplane.flow import Limits, Progress
 from dataplane.partfile import PartFile
 from dataplane.storage import ManifestCache, checksum
@@ -69,3 +71,28 @@ def test_a_stopped_receive_keeps_its_count_of_bytes() -> None:
     progress.finish(1, 2, TargetResult(status="cancelled", error="the worker gave up on this target"))
     row = progress.snapshot(1)[2]
     assert (row.status, row.bytes_received) == ("cancelled", 3 * CHUNK)
+
+
+def test_an_abort_drops_a_slow_receive_at_once_and_counts_what_it_holds(node: Node, source: Path) -> None:  # noqa: F811
+    node.limits.set_caps(None, CHUNK)  # one chunk a second: the receive is still going when aborted
+    results: list[dict[int, TargetResult]] = []
+    sending = threading.Thread(target=lambda: results.append(send(source, node.hop(1))))
+    sending.start()
+    deadline = time.monotonic() + 10
+    while node.progress.snapshot(1).get(1, ProgressRow()).bytes_received < CHUNK:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    aborted_at = time.monotonic()
+    assert node.limits.abort(1, 1) == ""
+    sending.join(timeout=10)
+    assert time.monotonic() - aborted_at < 2.5  # not after the rest of the file
+    assert results[0][1].status == "failed"  # the sender lost the connection it was sending on
+    assert not (node.root / "f.bin").exists()
+    while (row := node.progress.snapshot(1)[1]).status == "receiving":  # its thread ends soon after
+        assert time.monotonic() - aborted_at < 5
+        time.sleep(0.01)
+    assert row.status == "cancelled" and "gave up" in row.error
+    # What it counts is what it keeps: a retry needs exactly the rest.
+    again = send(source, node.hop(2))
+    assert again[2].status == "completed"
+    assert row.bytes_received + again[2].bytes_received == source.stat().st_size
