@@ -126,22 +126,31 @@ class RayNodeProcess:
         kill_by_marker(str(self.temp_dir))
 
 
-def kill_by_marker(marker: str) -> list[int]:
-    """SIGKILL every process whose command line contains `marker` (a temp dir only we use)."""
-    killed = []
+def processes_naming(marker: str) -> list[int]:
+    """Live processes (not zombies) whose command line contains `marker`, this one excepted."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if marker in cmdline:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-            except ProcessLookupError:
-                pass
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_by_marker(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains `marker` (a temp dir only we use)."""
+    killed = []
+    for pid in processes_naming(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
     return killed
 
 

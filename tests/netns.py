@@ -29,9 +29,8 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from tests.cluster_fixtures import RayCluster, RayNodeProcess, kill_by_marker
+from tests.cluster_fixtures import RayCluster, RayNodeProcess, kill_by_marker, processes_naming
 
 LABEL = "castray.io/node"
 
@@ -184,22 +183,7 @@ class NetnsHosts:
         while True:
             found = [f"netns {n}" for n in _ip("netns", "list").stdout.split() if self.tag in n]
             found += [f"link {n}" for n in _ip("-o", "link").stdout.split() if self.tag in n]
-            found += [f"process {pid}" for pid in _processes_naming(str(self.cluster.root))]
+            found += [f"process {pid}" for pid in processes_naming(str(self.cluster.root))]
             if not found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)
-
-
-def _processes_naming(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if marker in cmdline and state != "Z":
-            pids.append(int(entry.name))
-    return pids
