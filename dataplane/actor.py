@@ -309,7 +309,11 @@ class CastNode:
         # it answers include the chunk that was arriving.
         deadline = time.monotonic() + 5.0
         row = self.progress.snapshot(transfer).get(target, ProgressRow())
-        while not digest and row.status in ("receiving", "verifying") and time.monotonic() < deadline:
+        while (
+            not digest
+            and (row.status in ("receiving", "verifying") or (transfer, target) in self.limits.streams)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
             row = self.progress.snapshot(transfer).get(target, ProgressRow())
         if digest:

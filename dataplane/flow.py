@@ -67,9 +67,15 @@ class Progress:
             return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
 
     def forget(self, transfer: int) -> None:
+        """Drop the rows of a finished cast, except receives still running.
+
+        A receive behind a partition can outlive its cast's record (the worker gave up on it);
+        its row must keep counting until it stops, so abort's answer has its bytes.
+        """
         with self._lock:
-            for key in [k for k in self._rows if k[0] == transfer]:
-                del self._rows[key]
+            for key in [k for k, row in self._rows.items() if k[0] == transfer]:
+                if self._rows[key].status not in ("receiving", "verifying"):
+                    del self._rows[key]
 
 
 class TokenBucket:

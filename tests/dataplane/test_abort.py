@@ -96,3 +96,15 @@ def test_an_abort_drops_a_slow_receive_at_once_and_counts_what_it_holds(node: No
     again = send(source, node.hop(2))
     assert again[2].status == "completed"
     assert row.bytes_received + again[2].bytes_received == source.stat().st_size
+
+
+def test_a_receive_still_running_keeps_its_row_when_its_cast_is_forgotten() -> None:
+    progress = Progress()
+    progress.add_bytes(1, 2, 3 * CHUNK, received=3 * CHUNK)  # behind a partition, still receiving
+    progress.add_bytes(1, 3, CHUNK, received=CHUNK)
+    progress.finish(1, 3, TargetResult(status="completed", bytes_received=CHUNK))
+    progress.forget(1)  # the worker finished the cast without it
+    assert list(progress.snapshot(1)) == [2]
+    progress.add_bytes(1, 2, CHUNK, received=CHUNK)
+    progress.finish(1, 2, TargetResult(status="cancelled", error="the worker gave up on this target"))
+    assert progress.snapshot(1)[2].bytes_received == 4 * CHUNK
