@@ -301,24 +301,11 @@ class CastNode:
     def abort(self, transfer: int, target: int) -> ProgressRow:
         """The worker gave up on this target: stop receiving it, never rename, keep the part.
 
-        Answers what this node did for it. `sha256` is set when the file was verified and
-        renamed into place before the abort came (the worker then records it completed).
+        Answers what this node did for it (`Progress.once_stopped`): `sha256` is set when the
+        file was verified and renamed before the abort came (the worker records it completed).
         """
         digest = self.limits.abort(transfer, target)
-        # The receiver stops at its next chunk boundary: wait for that (briefly), so the bytes
-        # it answers include the chunk that was arriving.
-        deadline = time.monotonic() + 5.0
-        row = self.progress.snapshot(transfer).get(target, ProgressRow())
-        while (
-            not digest
-            and (row.status in ("receiving", "verifying") or (transfer, target) in self.limits.streams)
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
-            row = self.progress.snapshot(transfer).get(target, ProgressRow())
-        if digest:
-            row.status, row.sha256 = "completed", digest
-        return row
+        return self.progress.once_stopped(transfer, target, lambda: (transfer, target) in self.limits.streams, digest)
 
     def file_info(self, name: str, chunk_size: int) -> FileInfo:
         if self._is_dir(name):

@@ -66,6 +66,23 @@ class Progress:
         with self._lock:
             return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
 
+    def once_stopped(
+        self, transfer: int, target: int, reading: Callable[[], bool], digest: str, timeout: float = 5.0
+    ) -> ProgressRow:
+        """The target's row once its receive has stopped (waiting up to `timeout`), for abort.
+
+        An aborted receive ends at once or at its next chunk boundary; waiting for that makes
+        the bytes answered include the chunk that was arriving. `digest`: the file was renamed.
+        """
+        deadline = time.monotonic() + timeout
+        row = self.snapshot(transfer).get(target, ProgressRow())
+        while not digest and (row.status in ("receiving", "verifying") or reading()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = self.snapshot(transfer).get(target, ProgressRow())
+        if digest:
+            row.status, row.sha256 = "completed", digest
+        return row
+
     def forget(self, transfer: int) -> None:
         """Drop the rows of a finished cast, except receives still running.
 
