@@ -198,7 +198,13 @@ class CastSteps(MoveSteps):
             return []
         failed = {tid: r for tid, r in results.items() if r.get("status") == Target.Status.FAILED}
         services.targets_record(transfer=transfer, results={k: v for k, v in results.items() if k not in failed})
-        retry = self.alive_targets(run, failed) if run.rounds <= settings.CASTRAY_REPAIR_ROUNDS else []
+        # A target the worker already recorded failed (its node went offline) was given up on
+        # and told to abort (aborts.py): it is settled by that answer, never served again here.
+        given_up = set(
+            transfer.targets.filter(pk__in=list(failed), status__in=Target.FINAL).values_list("pk", flat=True)
+        )
+        live = {tid: r for tid, r in failed.items() if tid not in given_up}
+        retry = self.alive_targets(run, live) if run.rounds <= settings.CASTRAY_REPAIR_ROUNDS else []
         if not retry:
             self.finish(run, transfer, failed)
             return []

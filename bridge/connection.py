@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -255,22 +256,44 @@ def _gcs_tables() -> tuple[dict[str, dict[str, float]] | None, dict[str, dict[st
     return free, actors
 
 
-def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str, str]:
-    """TCP-connect to each raylet's port; return node id -> "" (answered) or the error.
+def probe(targets: dict[str, tuple[str, int]], timeout: float = 1.0) -> dict[str, tuple[str, str]]:
+    """TCP-connect to each raylet's port; return node id -> ("", "") (answered) or (kind, error).
 
     A raylet whose process is gone refuses at once, long before the GCS's own health
-    check declares the node dead (about 15 s for a killed raylet).
+    check declares the node dead (about 15 s for a killed raylet). `kind` (see
+    `probe_failure`) says whether the raylet refused or its host could not be reached.
     """
 
-    def one(item: tuple[str, tuple[str, int]]) -> tuple[str, str]:
+    def one(item: tuple[str, tuple[str, int]]) -> tuple[str, tuple[str, str]]:
         node_id, (host, port) = item
         try:
             with socket.create_connection((host, port), timeout=timeout):
-                return node_id, ""
+                return node_id, ("", "")
         except OSError as exc:
-            return node_id, str(exc) or type(exc).__name__
+            return node_id, probe_failure(exc, timeout)
 
     if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         return dict(pool.map(one, targets.items()))
+
+
+# A host that cannot be reached at all: its link or its network is down, or it is off.
+UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+def probe_failure(exc: OSError, timeout: float) -> tuple[str, str]:
+    """("refused" | "unreachable" | "error", what happened) for a failed connection to a raylet.
+
+    Refused means the host answered and nothing listens on the port: the raylet is gone.
+    Unreachable (no route, or no answer within the timeout) means the network or the whole
+    host is: the raylet may be fine and come back with the link. The two call for different
+    reasons in front of an operator, so they are never reported as each other.
+    """
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "unreachable", f"no answer within {timeout:g} s"
+    if exc.errno in UNREACHABLE_ERRNOS:
+        return "unreachable", os.strerror(exc.errno).lower()
+    return "error", str(exc) or type(exc).__name__

@@ -23,6 +23,7 @@ from castray_site.lib import short_error
 from clusters import services
 from clusters.models import Cluster, NodePlacement
 from nodes.models import Node
+from transfers.models import Target, Transfer
 
 log = logging.getLogger("castray.worker.clusters")
 
@@ -43,6 +44,7 @@ class HealthSteps:
     nodes: Callable[[], QuerySet[Node]]  # nodes.py
     demo_step: Callable[[], str]  # demo.py
     serve_file_requests: Callable[[], list[int]]  # file_requests.py
+    give_up: Callable[[Any, dict[int, int]], int]  # aborts.py
 
     def heartbeat(self) -> dict[str, Any]:
         import ray
@@ -143,7 +145,8 @@ class HealthSteps:
                 if rid in by_id and by_id[rid]["alive"] and by_id[rid].get("node_manager_port")
             }
         )
-        # A raylet that refuses for a sixth of the bound (at least a heartbeat) is gone, not busy.
+        # A raylet that refuses, or cannot be reached, for a sixth of the bound (at least a
+        # heartbeat) is gone, not busy.
         grace = max(settings.CASTRAY_HEARTBEAT_SECONDS, settings.CASTRAY_NODE_DOWN_AFTER_SECONDS / 6)
         # A pin to a Ray node this cluster does not know counts only when CastRay made it (it
         # recorded the placement): an operator's own pin to a wrong id is left for sync_nodes to
@@ -158,8 +161,8 @@ class HealthSteps:
             row = by_id.get(rid)
             if row is None and rid not in recorded:
                 continue
-            error = probes.get(rid, "")
-            if row is not None and row["alive"] and not error:
+            kind, error = probes.get(rid, ("", ""))
+            if row is not None and row["alive"] and not kind:
                 self.failing_since.pop(rid, None)
                 continue
             failing_for = 0.0
@@ -167,7 +170,7 @@ class HealthSteps:
                 failing_for = now - self.failing_since.setdefault(rid, now)
                 if failing_for < grace:
                     continue
-            reasons[rid] = _down_reason(rid, row, error, failing_for)
+            reasons[rid] = down_reason(rid, row, kind, error, failing_for)
         for rid in list(self.down):
             if rid not in reasons:
                 del self.down[rid]
@@ -180,8 +183,16 @@ class HealthSteps:
         if self.marked.get(node.pk) == node.ray_node_id:
             return False
         self.marked[node.pk] = node.ray_node_id
+        receiving = dict(
+            Target.objects.filter(node=node, transfer__status=Transfer.Status.RUNNING)
+            .exclude(status__in=Target.FINAL)
+            .values_list("pk", "transfer_id")
+        )
         failed = services.node_mark_down(node=node, reason=reason)
-        self.actors.pop(node.pk, None)
+        handle = self.actors.pop(node.pk, None)
+        if handle is not None and receiving:
+            # Its receivers may be alive behind a partition: they must not finish unrecorded.
+            self.give_up(handle, receiving)
         self.pending_pings.pop(node.pk, None)
         self.heard_from.discard(node.pk)
         log.warning("node %s offline: %s (casts affected: %s)", node.name, reason, failed)
@@ -246,10 +257,22 @@ class HealthSteps:
         return same[0]
 
 
-def _down_reason(rid: str, row: Row | None, error: str, failing_for: float) -> str:
+def down_reason(rid: str, row: Row | None, kind: str, error: str, failing_for: float) -> str:
+    """Why a Ray node counts as down, saying which of these it is and for how long.
+
+    Not in the cluster; dead (Ray says so); refused (the host answers, the raylet's port is
+    closed); unreachable (no route or no answer: the network or the host, not the raylet).
+    """
     if row is None:
         return f"its Ray node {rid[:12]} is not part of this Ray cluster"
     where = f"{row['address']}:{row['node_manager_port']}"
     if not row["alive"]:
         return f"its Ray node {rid[:12]} at {row['address']} is dead ({row['death_reason'] or 'lost by the GCS'})"
-    return f"its Ray node {rid[:12]}: the raylet at {where} has refused connections for {failing_for:.0f} s ({error})"
+    if kind == "unreachable":
+        return (
+            f"its Ray node {rid[:12]}: the host {row['address']} has been unreachable for {failing_for:.0f} s "
+            f"({error}; the network or the host is down, the raylet did not refuse)"
+        )
+    if kind == "refused":
+        return f"its Ray node {rid[:12]}: the raylet at {where} has refused connections for {failing_for:.0f} s"
+    return f"its Ray node {rid[:12]}: the raylet at {where} has failed to answer for {failing_for:.0f} s ({error})"

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from bridge import connection as ray_connection
+from bridge.aborts import AbortSteps
 from bridge.casts import CastSteps, Running
 from bridge.config import RunConfig, cluster_secret
 from bridge.demo import DemoSteps, PendingDemo
@@ -45,7 +46,7 @@ from transfers import services
 log = logging.getLogger("castray.worker")
 
 
-class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoSteps, FileRequestSteps):
+class Worker(SwitchSteps, NodeSteps, HealthSteps, AbortSteps, CastSteps, MessageSteps, DemoSteps, FileRequestSteps):
     def __init__(self, *, worker_id: str = "", ray_address: str | None = None, node_prefix: str = "") -> None:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.ray_address: str = settings.RAY_ADDRESS if ray_address is None else ray_address
@@ -83,6 +84,8 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
         # Casts and messages in flight (casts.py, messages.py).
         self.running: dict[int, Running] = {}
         self.message_refs: list[tuple[list[Any], str]] = []
+        self.aborts: dict[Any, tuple[Any, int, int, float]] = {}  # targets given up on (aborts.py)
+        self.abort_later: dict[int, tuple[Any, int, float, float]] = {}
 
         # Demo casts (demo.py) and file requests (file_requests.py).
         self.last_demo = 0.0
@@ -128,6 +131,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, CastSteps, MessageSteps, DemoS
             services.messages_recover_expired(worker_id=self.worker_id)
         did["claimed"] = self.claim() if self.ready_to_claim() else []
         did["finished"] = self.poll()
+        did["settled"] = self.settle_aborts()
         did["messages"] = self.deliver_messages() + self.record_messages()
         if now - self.last_lease >= settings.CASTRAY_LEASE_SECONDS / 3:
             self.last_lease = now

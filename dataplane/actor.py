@@ -298,6 +298,15 @@ class CastNode:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""
         self.limits.cancelled.add(transfer)
 
+    def abort(self, transfer: int, target: int) -> ProgressRow:
+        """The worker gave up on this target: stop receiving it, never rename, keep the part.
+
+        Answers what this node did for it (`Progress.once_stopped`): `sha256` is set when the
+        file was verified and renamed before the abort came (the worker records it completed).
+        """
+        digest = self.limits.abort(transfer, target)
+        return self.progress.once_stopped(transfer, target, lambda: (transfer, target) in self.limits.streams, digest)
+
     def file_info(self, name: str, chunk_size: int) -> FileInfo:
         if self._is_dir(name):
             return tree_info(self.root, self.manifests, name, chunk_size)

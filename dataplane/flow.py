@@ -6,9 +6,11 @@ import Django.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -64,10 +66,33 @@ class Progress:
         with self._lock:
             return {g: replace(row) for (t, g), row in self._rows.items() if t == transfer}
 
+    def once_stopped(
+        self, transfer: int, target: int, reading: Callable[[], bool], digest: str, timeout: float = 5.0
+    ) -> ProgressRow:
+        """The target's row once its receive has stopped (waiting up to `timeout`), for abort.
+
+        An aborted receive ends at once or at its next chunk boundary; waiting for that makes
+        the bytes answered include the chunk that was arriving. `digest`: the file was renamed.
+        """
+        deadline = time.monotonic() + timeout
+        row = self.snapshot(transfer).get(target, ProgressRow())
+        while not digest and (row.status in ("receiving", "verifying") or reading()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = self.snapshot(transfer).get(target, ProgressRow())
+        if digest:
+            row.status, row.sha256 = "completed", digest
+        return row
+
     def forget(self, transfer: int) -> None:
+        """Drop the rows of a finished cast, except receives still running.
+
+        A receive behind a partition can outlive its cast's record (the worker gave up on it);
+        its row must keep counting until it stops, so abort's answer has its bytes.
+        """
         with self._lock:
-            for key in [k for k in self._rows if k[0] == transfer]:
-                del self._rows[key]
+            for key in [k for k, row in self._rows.items() if k[0] == transfer]:
+                if self._rows[key].status not in ("receiving", "verifying"):
+                    del self._rows[key]
 
 
 class TokenBucket:
@@ -113,6 +138,15 @@ class Limits:
     ingress: TokenBucket | None = None
     cancelled: set[int] = field(default_factory=set)
     moved: set[tuple[int, int]] = field(default_factory=set)  # (transfer, target) receives to end
+    # (transfer, target) pairs the worker gave up on, and those whose file was renamed into
+    # place (-> its SHA-256). One lock makes "abort" and "rename" exclusive: whichever comes
+    # first wins, and the worker learns which from abort's answer.
+    aborted: set[tuple[int, int]] = field(default_factory=set)
+    committed: dict[tuple[int, int], str] = field(default_factory=dict)
+    commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The connection each TCP receive is reading from, so that an abort can drop it at once:
+    # behind a partition the stream may stall for a minute before its next chunk boundary.
+    streams: dict[tuple[int, int], socket.socket] = field(default_factory=dict)
 
     def set_caps(self, egress: int | None, ingress: int | None) -> None:
         # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
@@ -121,9 +155,38 @@ class Limits:
         if (self.ingress.rate if self.ingress else 0) != (ingress or 0):
             self.ingress = TokenBucket(ingress) if ingress else None
 
-    def check(self, transfer: int) -> None:
+    def check(self, transfer: int, target: int | None = None) -> None:
         if transfer in self.cancelled:
             raise ConnectionAbortedError("the cast was cancelled")
+        if target is not None and (transfer, target) in self.aborted:
+            raise ConnectionAbortedError("the worker gave up on this target: receiving stopped, the part is kept")
+
+    def abort(self, transfer: int, target: int) -> str:
+        """Stop receiving for (transfer, target) unless its file is already in place.
+
+        Returns the SHA-256 of the file when it was renamed into place before this, else "".
+        """
+        with self.commit_lock:
+            if (transfer, target) in self.committed:
+                return self.committed[(transfer, target)]
+            self.aborted.add((transfer, target))
+            stream = self.streams.get((transfer, target))
+        if stream is not None:
+            try:
+                stream.shutdown(socket.SHUT_RDWR)  # the blocked read returns; the chunk is dropped
+            except OSError:
+                pass
+        return ""
+
+    @contextmanager
+    def committing(self, transfer: int, target: int, sha256: str) -> Iterator[None]:
+        """Hold the rename of a verified file against an abort; raise if the worker gave up first."""
+        with self.commit_lock:
+            self.check(transfer, target)
+            yield
+            self.committed[(transfer, target)] = sha256
+            while len(self.committed) > 10_000:  # a long-lived actor: keep the newest
+                del self.committed[next(iter(self.committed))]
 
     def check_target(self, transfer: int, target: int) -> None:
         if (transfer, target) in self.moved:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ class StoreReceiver:
 
     def chunk(self, transfer: int, target: int, index: int, crc: int, data: bytes) -> None:
         part = self.parts[(transfer, target)]
-        self.limits.check(transfer)
+        self.limits.check(transfer, target)
         if self.limits.ingress:
             self.limits.ingress.consume(len(data))
         if part.write(index, data, crc):  # a chunk sent again is no progress
@@ -137,7 +138,7 @@ class StoreReceiver:
         else:
             self.progress.set(transfer, target, status="verifying")
             try:
-                digest = part.finish(self.manifests)
+                digest = part.finish(self.manifests, partial(self.limits.committing, transfer, target))
                 outcome = TargetResult(status="completed", sha256=digest, bytes_received=part.received)
             except (OSError, ValueError) as exc:
                 part.abandon()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dataplane import wire
 from dataplane.hashing import fsync_dir, sha_of_fd
@@ -130,8 +133,14 @@ class PartFile:
         os.fdatasync(self.fd)
         self.record.save(self.have)
 
-    def finish(self, manifests: ManifestCache) -> str:
-        """Verify the whole file, fsync and rename into place; return its SHA-256."""
+    def finish(
+        self, manifests: ManifestCache, commit: Callable[[str], AbstractContextManager[Any]] | None = None
+    ) -> str:
+        """Verify the whole file, fsync and rename into place; return its SHA-256.
+
+        `commit(sha256)` (`Limits.committing`) holds the rename: it raises when the worker gave
+        up on this target, and the part is kept.
+        """
         missing = self.missing()
         if missing:
             self.save_record()
@@ -141,9 +150,10 @@ class PartFile:
             self.abandon(delete=True)
             raise ValueError(f"SHA-256 mismatch: got {digest}, expected {self.sha256}")
         os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.part, self.dest)
+        with commit(digest) if commit is not None else nullcontext():
+            os.close(self.fd)
+            self.fd = -1
+            os.replace(self.part, self.dest)
         fsync_dir(self.dest.parent)
         self.record.remove()
         # Chunks resumed from an earlier attempt have no CRC here: the cache computes them

@@ -232,6 +232,7 @@ class Receiver:
         received = 0
         since_record = 0
         recorded_at = time.monotonic()
+        self.limits.streams[(transfer, target)] = sock
         try:
             while True:
                 index, offset, length, crc = wire.recv_chunk_header(sock)
@@ -239,7 +240,7 @@ class Receiver:
                     break
                 if index >= count or offset != index * chunk_size or length != source.chunk_len(index):
                     raise wire.ProtocolError(f"chunk frame {index} at {offset}+{length} does not fit the file")
-                self.limits.check(transfer)
+                self.limits.check(transfer, target)
                 self.limits.check_target(transfer, target)
                 if self.limits.ingress:
                     # Not reading is what slows the sender down: TCP flow control does the rest.
@@ -291,7 +292,10 @@ class Receiver:
             # Keep what arrived intact so that the next attempt resumes from it.
             os.fdatasync(fd)
             record.save(have)
+            self.limits.check(transfer, target)  # dropped by an abort: say so, not "closed"
             raise
+        finally:
+            self.limits.streams.pop((transfer, target), None)
         streamed = hasher.close()
         missing = count - wire.bit_count(have, count)
         if missing:
@@ -308,9 +312,14 @@ class Receiver:
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)  # an empty file, or one whose chunks came out of order
         os.fsync(fd)
-        source.finish()
         dest = source.path.with_name(source.path.name[: -len(PART_SUFFIX)])
-        os.replace(source.path, dest)
+        try:
+            with self.limits.committing(transfer, target, digest):
+                source.finish()
+                os.replace(source.path, dest)
+        except ConnectionAbortedError:
+            record.save(have)  # verified and whole: a later attempt resumes with every chunk
+            raise
         fsync_dir(dest.parent)
         record.remove()
         name = str(dest.relative_to(self.root))

@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,7 @@ def udp_receive(
                 request = wire.recv_json(sock)
                 if request.get("op") != "end":
                     raise wire.ProtocolError("expected the end of a pass")
+                limits.check(transfer, target)
                 # Let datagrams still in the socket buffer land before answering.
                 while time.monotonic() - last[0] < UDP_QUIET:
                     time.sleep(UDP_QUIET / 2)
@@ -197,7 +199,7 @@ def udp_receive(
             listener.join()
         progress.set(transfer, target, status="verifying")
         try:
-            digest = part.finish(manifests)
+            digest = part.finish(manifests, partial(limits.committing, transfer, target))
         except (OSError, ValueError) as exc:
             part.abandon(delete=True)
             return TargetResult(status="failed", error=str(exc), bytes_received=part.received)

@@ -73,8 +73,19 @@ def listen_port() -> int:
 
 
 class RayNodeProcess:
-    def __init__(self, name: str, args: list[str], temp_dir: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        temp_dir: Path,
+        log: Path,
+        env: dict[str, str],
+        prefix: list[str] | None = None,
+    ) -> None:
         self.name = name
+        # A command that runs `ray start` elsewhere and execs it (e.g. `ip netns exec NS`), so the
+        # process group and pid stay the raylet's.
+        self.prefix = prefix or []
         self.args = args
         self.temp_dir = temp_dir
         self.log_path = log
@@ -84,7 +95,7 @@ class RayNodeProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         self.proc = subprocess.Popen(
-            [RAY, "start", *self.args, "--block"],
+            [*self.prefix, RAY, "start", *self.args, "--block"],
             cwd=BASE_DIR,
             env=self.env,
             stdout=log,
@@ -115,22 +126,31 @@ class RayNodeProcess:
         kill_by_marker(str(self.temp_dir))
 
 
-def kill_by_marker(marker: str) -> list[int]:
-    """SIGKILL every process whose command line contains `marker` (a temp dir only we use)."""
-    killed = []
+def processes_naming(marker: str) -> list[int]:
+    """Live processes (not zombies) whose command line contains `marker`, this one excepted."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if marker in cmdline:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-            except ProcessLookupError:
-                pass
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_by_marker(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains `marker` (a temp dir only we use)."""
+    killed = []
+    for pid in processes_naming(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
     return killed
 
 
@@ -171,13 +191,19 @@ class RayCluster:
             args.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
         return args
 
-    def start_head(self, *, resources: dict[str, float] | None = None, labels: dict[str, str] | None = None) -> str:
+    def start_head(
+        self,
+        *,
+        resources: dict[str, float] | None = None,
+        labels: dict[str, str] | None = None,
+        node_ip: str = "127.0.0.1",
+    ) -> str:
         port = listen_port()
         temp_dir = self.root / "n0"
         args = [
             "--head",
             f"--port={port}",
-            "--node-ip-address=127.0.0.1",
+            f"--node-ip-address={node_ip}",
             "--include-dashboard=false",
             f"--dashboard-port={listen_port()}",
             *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
@@ -185,7 +211,7 @@ class RayCluster:
         node = RayNodeProcess("head", args, temp_dir, self.root / "n0.log", self.env)
         node.start()
         self.nodes.append(node)
-        self.address = f"127.0.0.1:{port}"
+        self.address = f"{node_ip}:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert node.running, self.logs()
@@ -195,14 +221,21 @@ class RayCluster:
         raise AssertionError("the Ray head did not start:\n" + self.logs())
 
     def add_worker(
-        self, name: str, *, resources: dict[str, float] | None = None, labels: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        resources: dict[str, float] | None = None,
+        labels: dict[str, str] | None = None,
+        node_ip: str = "",
+        prefix: list[str] | None = None,
     ) -> RayNodeProcess:
         temp_dir = self.root / name
         args = [
             f"--address={self.address}",
+            *([f"--node-ip-address={node_ip}"] if node_ip else []),
             *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
         ]
-        node = RayNodeProcess(name, args, temp_dir, self.root / f"{name}.log", self.env)
+        node = RayNodeProcess(name, args, temp_dir, self.root / f"{name}.log", self.env, prefix)
         node.start()
         self.nodes.append(node)
         return node

@@ -6,9 +6,9 @@
 # per variant ends the output and the exit status is non-zero if either failed.
 # The second variant leaves out what touches neither the database nor the channel layer: the
 # data plane's unit tests, the browser, and the tests that start CastRay as a process of its
-# own (the client's, the README's, the multi-node and cluster-switch ones, the live server's):
-# those servers keep their own SQLite data directory whatever the variant. Extra arguments go
-# to pytest.
+# own (the client's, the README's, the multi-node, multi-host (`netns`) and cluster-switch
+# ones, the live server's): those servers keep their own SQLite data directory whatever the
+# variant. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +46,7 @@ PY
 then
   echo "== CastRay tests: $pg_name"
   if DATABASE_URL=$pg_url REDIS_URL=$redis_url .venv/bin/python -m pytest \
-    -m "not unit and not browser" --ignore=tests/client --ignore=tests/test_readme.py \
+    -m "not unit and not browser and not netns" --ignore=tests/client --ignore=tests/test_readme.py \
     --ignore=tests/test_multinode.py --ignore=tests/test_cluster_switch.py \
     --ignore=tests/test_live_server.py --ignore=tests/test_e2e_server.py "$@"; then
     summary+=("passed   $pg_name")

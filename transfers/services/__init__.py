@@ -10,6 +10,7 @@ from __future__ import annotations
 from transfers.events import publish_transfer
 from transfers.services.casts import (
     busy_nodes,
+    target_settle_abort,
     transfer_add_round,
     transfer_cancel,
     transfer_claim,
@@ -53,6 +54,7 @@ __all__ = [
     "publish_transfer",
     "resolve_targets",
     "target_progress",
+    "target_settle_abort",
     "targets_fail",
     "targets_record",
     "targets_retry",

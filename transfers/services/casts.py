@@ -198,19 +198,10 @@ def transfer_finish(
         error=(error or "no result was reported for this target")[:4000],
         finished_at=timezone.now(),
     )
-    statuses = list(transfer.targets.values_list("status", flat=True))
-    good = sum(s in (Target.Status.COMPLETED, Target.Status.SKIPPED) for s in statuses)
-    if transfer.status == Transfer.Status.CANCELLED:
-        pass
-    elif good == len(statuses):
-        transfer.status = Transfer.Status.COMPLETED
-    elif good:
-        transfer.status = Transfer.Status.PARTIAL
-    else:
-        transfer.status = Transfer.Status.FAILED
+    if transfer.status != Transfer.Status.CANCELLED:
+        transfer.status = _derived_status(transfer)
     if not error and transfer.status != Transfer.Status.COMPLETED:
-        failed = transfer.targets.filter(status=Target.Status.FAILED).select_related("node")
-        error = "; ".join(f"{t.node.name}: {t.error}" for t in failed[:5])
+        error = _failures(transfer)
     transfer.error = error[:4000]
     transfer.finished_at = timezone.now()
     transfer.source_bytes_sent += source_bytes
@@ -319,3 +310,60 @@ def transfer_record_cancelled(
     transfer.save(update_fields=["source_bytes_sent", "relay_bytes_sent"])
     publish_transfer(transfer)
     return transfer
+
+
+def _derived_status(transfer: Transfer) -> str:
+    """completed (every target completed or skipped), partial (some did) or failed (none did)."""
+    statuses = list(transfer.targets.values_list("status", flat=True))
+    good = sum(s in (Target.Status.COMPLETED, Target.Status.SKIPPED) for s in statuses)
+    if good == len(statuses):
+        return Transfer.Status.COMPLETED
+    return Transfer.Status.PARTIAL if good else Transfer.Status.FAILED
+
+
+def _failures(transfer: Transfer) -> str:
+    failed = transfer.targets.filter(status=Target.Status.FAILED).select_related("node")
+    return "; ".join(f"{t.node.name}: {t.error}" for t in failed[:5])
+
+
+@transaction.atomic
+def target_settle_abort(*, target_id: int, row: dict[str, Any]) -> Target | None:
+    """Record what a receiver did for a target the worker had already recorded failed.
+
+    `row` is the receiver's answer to `CastNode.abort` (a `ProgressRow` as a dict), which
+    counts the bytes of the abandoned attempt: `bytes_received` takes them in if progress had
+    reported fewer (it never goes down). A receiver that stopped leaves the target failed,
+    with a note that it stopped and kept its part. One that had verified and renamed the file
+    before it heard turns the target `completed`, with a note of what happened, and the
+    cast's status is derived again: the record must not say that a file on the target's disk
+    never came. Returns the target, or None when it was not (or no longer) failed.
+    """
+    target = Target.objects.select_for_update().select_related("transfer").filter(pk=target_id).first()
+    if target is None or target.status != Target.Status.FAILED or "receiver stopped when told" in target.error:
+        return None
+    transfer = target.transfer
+    reported = target.bytes_received - target.received_before
+    target.received_before += max(int(row.get("bytes_received") or 0), reported)
+    target.bytes_received = target.received_before
+    digest = str(row.get("sha256") or "")
+    if row.get("status") == Target.Status.COMPLETED and digest and digest == transfer.sha256:
+        target.status = Target.Status.COMPLETED
+        target.bytes_done = transfer.size or 0
+        target.error = (
+            f"reconciled to completed: recorded failed ({target.error}), but its receiver had verified "
+            f"the file (SHA-256 {digest[:16]}…) and renamed it into place before it was told to stop"
+        )
+    else:
+        held = int(row.get("bytes_done") or 0)
+        target.error = f"{target.error}; its receiver stopped when told and kept its part ({held} bytes held)"
+    target.error = target.error[:4000]
+    target.save(update_fields=["status", "error", "bytes_done", "bytes_received", "received_before"])
+    if target.status == Target.Status.COMPLETED and transfer.status in (
+        Transfer.Status.PARTIAL,
+        Transfer.Status.FAILED,
+    ):
+        transfer.status = _derived_status(transfer)
+        transfer.error = "" if transfer.status == Transfer.Status.COMPLETED else _failures(transfer)[:4000]
+        transfer.save(update_fields=["status", "error"])
+    publish_transfer(transfer)
+    return target

@@ -1,0 +1,84 @@
+"""Targets the worker gave up on: tell their receivers to stop, and settle what they answer.
+
+When the worker records a target failed while its receiver may still be working (its node
+went offline: a raylet that stopped answering, a link that went down), the receiver could
+otherwise finish later and leave a complete file on a disk whose record says nothing came.
+So the worker calls `CastNode.abort(transfer, target)` on that node's actor. The answer may
+take as long as the partition does (Ray delivers the call when the host is reachable again),
+so it is kept here and read each tick. It says how many bytes arrived in that attempt, and
+whether the file had already been verified and renamed, in which case the target is
+reconciled to completed (`transfers.services.target_settle_abort`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from transfers.services import target_settle_abort
+
+log = logging.getLogger("castray.worker")
+
+# How long to wait for an abort's answer: a host away longer is dead to Ray by then, and
+# the call fails (nothing can have been renamed after the receiver's process died).
+ANSWER_WITHIN = 900.0
+
+
+class AbortSteps:
+    # abort call -> (the actor, transfer id, target id, give up waiting at)
+    aborts: dict[Any, tuple[Any, int, int, float]]
+    # target id -> (the actor, transfer id, give up at, ask again at): calls to ask again
+    abort_later: dict[int, tuple[Any, int, float, float]]
+
+    def give_up(self, handle: Any, target_ids: dict[int, int]) -> int:
+        """Tell the actor `handle` to stop receiving these targets (target id -> transfer id)."""
+        deadline = time.monotonic() + ANSWER_WITHIN
+        for target_id, transfer_id in target_ids.items():
+            self._ask(handle, transfer_id, target_id, deadline)
+        return len(target_ids)
+
+    def _ask(self, handle: Any, transfer_id: int, target_id: int, deadline: float) -> None:
+        try:
+            self.aborts[handle.abort.remote(transfer_id, target_id)] = (handle, transfer_id, target_id, deadline)
+        except Exception as exc:  # noqa: BLE001 - an actor that cannot be called cannot rename either
+            log.info("cannot tell the receiver of target %s to stop: %s", target_id, exc)
+
+    def settle_aborts(self) -> list[int]:
+        """Record the answers that came in; return the targets settled."""
+        now = time.monotonic()
+        for target_id, (handle, transfer_id, deadline, at) in list(self.abort_later.items()):
+            if at <= now:
+                del self.abort_later[target_id]
+                self._ask(handle, transfer_id, target_id, deadline)
+        if not self.aborts:
+            return []
+        import ray
+        from ray.exceptions import ActorUnavailableError
+
+        ready, _ = ray.wait(list(self.aborts), num_returns=len(self.aborts), timeout=0)
+        settled = []
+        for ref in list(self.aborts):
+            handle, transfer_id, target_id, deadline = self.aborts[ref]
+            if ref not in ready:
+                if now > deadline:
+                    del self.aborts[ref]
+                continue
+            del self.aborts[ref]
+            try:
+                row = asdict(ray.get(ref))
+            except ActorUnavailableError:
+                # Alive but not reachable yet (a partition resets Ray's connection to it): ask
+                # again, abort is idempotent. Measured: the first call failed this way.
+                if now < deadline:
+                    self.abort_later[target_id] = (handle, transfer_id, deadline, now + 1.0)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the actor died: nothing more will land
+                log.info("target %s: its receiver is gone (%s)", target_id, exc)
+                continue
+            target = target_settle_abort(target_id=target_id, row=row)
+            if target is not None:
+                settled.append(target_id)
+                log.info("target %s settled after the worker gave up: %s", target_id, target.status)
+        return settled
