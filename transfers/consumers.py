@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -26,8 +27,8 @@ from transfers.events import (
     transfer_event,
     transfer_group,
 )
+from transfers.feed import feed
 from transfers.models import Transfer
-from transfers.selectors import status_snapshot
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
@@ -38,22 +39,9 @@ STATUS_REFRESH_SECONDS = 10.0
 
 
 @database_sync_to_async
-def _status() -> dict[str, Any]:
-    return status_snapshot()
-
-
-@database_sync_to_async
 def _transfer_state(transfer_id: int) -> dict[str, Any] | None:
     transfer = Transfer.objects.filter(pk=transfer_id).first()
     return dict(transfer_event(transfer)) if transfer else None
-
-
-@database_sync_to_async
-def _transfer_labels(transfer_id: int) -> dict[str, str]:
-    row = Transfer.objects.filter(pk=transfer_id).values("file_name", "source__name", "cast_type").first()
-    if row is None:
-        return {}
-    return {"file_name": row["file_name"], "source": row["source__name"], "cast_type": row["cast_type"]}
 
 
 @database_sync_to_async
@@ -93,12 +81,12 @@ class StatusConsumer(_Authenticated):
     async def connect(self) -> None:
         if not await self.authenticated():
             return
-        self.labels: dict[int, dict[str, str]] = {}
         self.statuses: dict[int, tuple[str, ...]] = {}  # per cast: its status and its targets'
         self.tasks: list[asyncio.Task[None]] = []
         self.status_due: asyncio.Task[None] | None = None
         await self.accept_and_join(STATUS_GROUP)
-        await self.send_status()
+        # Built after joining: a change committed later comes as an event.
+        await self.send_status(time.monotonic())
         self.tasks.append(asyncio.ensure_future(self.refresh_periodically()))
 
     async def disconnect(self, code: int) -> None:
@@ -109,30 +97,32 @@ class StatusConsumer(_Authenticated):
                     await task
         await super().disconnect(code)
 
-    async def send_status(self) -> None:
-        message: StatusUpdateMessage = {"type": "status_update", "data": await _status()}
+    async def send_status(self, newer_than: float) -> None:
+        """Send a snapshot built after `newer_than`, the one every client shares (transfers/feed.py)."""
+        data = await feed().snapshot.get(newer_than)
+        message: StatusUpdateMessage = {"type": "status_update", "data": data}
         await self.send_json(message)
 
     async def refresh_periodically(self) -> None:
         while True:
             await asyncio.sleep(STATUS_REFRESH_SECONDS)
-            await self.send_status()
+            # Any snapshot from this period will do: the clients' timers share a few builds.
+            await self.send_status(time.monotonic() - STATUS_REFRESH_SECONDS / 2)
 
     def status_changed(self) -> None:
         # Several node events in a burst (a worker starting its actors) give one snapshot.
         if self.status_due is None or self.status_due.done():
-            self.status_due = asyncio.ensure_future(self.send_status_soon())
+            self.status_due = asyncio.ensure_future(self.send_status_soon(time.monotonic()))
 
-    async def send_status_soon(self) -> None:
+    async def send_status_soon(self, heard: float) -> None:
+        # Every client hears of a change within this window, so the first to wake builds
+        # the snapshot that all of them send.
         await asyncio.sleep(STATUS_COALESCE_SECONDS)
-        await self.send_status()
+        await self.send_status(heard)
 
     async def transfer_update(self, event: dict[str, Any]) -> None:
         transfer_id = event["transfer"]
-        if transfer_id not in self.labels:
-            if len(self.labels) > 1000:
-                self.labels.clear()
-            self.labels[transfer_id] = await _transfer_labels(transfer_id)
+        labels = await feed().transfer_labels(transfer_id)
         data: TransferActivity = {
             "event": "transfer.update",
             "transfer": transfer_id,
@@ -141,7 +131,7 @@ class StatusConsumer(_Authenticated):
             "error": event["error"],
             "files": event.get("files"),
             "targets": event["targets"],
-            **self.labels[transfer_id],  # type: ignore[typeddict-item]
+            **labels,  # type: ignore[typeddict-item]
         }
         message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
         await self.send_json(message)
