@@ -19,7 +19,6 @@ from castray_site.ws_auth import chosen_subprotocol
 from nodes.models import Node
 from transfers.events import (
     STATUS_GROUP,
-    StatusUpdateMessage,
     TransferActivity,
     TransferActivityMessage,
     node_event,
@@ -99,9 +98,7 @@ class StatusConsumer(_Authenticated):
 
     async def send_status(self, newer_than: float) -> None:
         """Send a snapshot built after `newer_than`, the one every client shares (transfers/feed.py)."""
-        data = await feed().snapshot.get(newer_than)
-        message: StatusUpdateMessage = {"type": "status_update", "data": data}
-        await self.send_json(message)
+        await self.send(text_data=await feed().snapshot.get(newer_than))
 
     async def refresh_periodically(self) -> None:
         while True:

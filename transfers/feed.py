@@ -11,12 +11,14 @@ the build started after its change.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 
+from transfers.events import StatusUpdateMessage
 from transfers.models import Transfer
 from transfers.selectors import status_snapshot
 
@@ -25,17 +27,20 @@ MAX_LABELS = 1000
 
 
 class SharedSnapshot:
-    """The latest status snapshot and when its build started (monotonic seconds)."""
+    """The latest `status_update` message, as sent, and when its build started (monotonic seconds).
+
+    Kept as JSON text: encoded once, not once per client.
+    """
 
     def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
         self.build = database_sync_to_async(build)
-        self.latest: dict[str, Any] | None = None
+        self.latest: str | None = None
         self.started = float("-inf")  # when the build of `latest` started
-        self.pending: asyncio.Future[dict[str, Any]] | None = None
+        self.pending: asyncio.Future[str] | None = None
         self.pending_started = float("-inf")
 
-    async def get(self, newer_than: float) -> dict[str, Any]:
-        """A snapshot whose build started after `newer_than` (time.monotonic()).
+    async def get(self, newer_than: float) -> str:
+        """A `status_update` message whose snapshot's build started after `newer_than` (time.monotonic()).
 
         A build started after that moment has read every change committed before it.
         """
@@ -53,11 +58,12 @@ class SharedSnapshot:
             # That build started too early for this caller: one build at a time, so the
             # callers that waited share the next one instead of each starting their own.
 
-    async def _build(self, started: float) -> dict[str, Any]:
-        snapshot = await self.build()
+    async def _build(self, started: float) -> str:
+        message: StatusUpdateMessage = {"type": "status_update", "data": await self.build()}
+        text = json.dumps(message)
         if started > self.started:
-            self.latest, self.started = snapshot, started
-        return snapshot
+            self.latest, self.started = text, started
+        return text
 
 
 class Feed:
