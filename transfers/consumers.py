@@ -2,7 +2,8 @@
 
 The mapping from channel-layer events to what clients receive is documented in
 transfers/events.py. Every socket starts with the current state read from the database, so
-a client that reconnects is up to date at once.
+a client that reconnects is up to date at once. `/ws` clients do not join the `status` group
+each: one relay per process does and sends them every event (transfers/feed.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from castray_site.ws_auth import chosen_subprotocol
 from nodes.models import Node
 from transfers.events import (
-    STATUS_GROUP,
-    TransferActivity,
-    TransferActivityMessage,
     node_event,
     node_group,
     transfer_event,
@@ -31,8 +29,6 @@ from transfers.models import Transfer
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
-# Node and cluster events arriving within this window give one status_update.
-STATUS_COALESCE_SECONDS = 0.3
 # The old feed pushed its status periodically; dashboards written for it expect that.
 STATUS_REFRESH_SECONDS = 10.0
 
@@ -80,20 +76,19 @@ class StatusConsumer(_Authenticated):
     async def connect(self) -> None:
         if not await self.authenticated():
             return
-        self.statuses: dict[int, tuple[str, ...]] = {}  # per cast: its status and its targets'
         self.tasks: list[asyncio.Task[None]] = []
-        self.status_due: asyncio.Task[None] | None = None
-        await self.accept_and_join(STATUS_GROUP)
-        # Built after joining: a change committed later comes as an event.
+        await self.accept(subprotocol=chosen_subprotocol(self.scope))
+        await feed().join(self)
+        # Built after joining: a change committed later comes through the relay.
         await self.send_status(time.monotonic())
         self.tasks.append(asyncio.ensure_future(self.refresh_periodically()))
 
     async def disconnect(self, code: int) -> None:
-        for task in [*getattr(self, "tasks", []), getattr(self, "status_due", None)]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        feed().leave(self)
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await super().disconnect(code)
 
     async def send_status(self, newer_than: float) -> None:
@@ -106,46 +101,8 @@ class StatusConsumer(_Authenticated):
             # Any snapshot from this period will do: the clients' timers share a few builds.
             await self.send_status(time.monotonic() - STATUS_REFRESH_SECONDS / 2)
 
-    def status_changed(self) -> None:
-        # Several node events in a burst (a worker starting its actors) give one snapshot.
-        if self.status_due is None or self.status_due.done():
-            self.status_due = asyncio.ensure_future(self.send_status_soon(time.monotonic()))
-
-    async def send_status_soon(self, heard: float) -> None:
-        # Every client hears of a change within this window, so the first to wake builds
-        # the snapshot that all of them send.
-        await asyncio.sleep(STATUS_COALESCE_SECONDS)
-        await self.send_status(heard)
-
-    async def transfer_update(self, event: dict[str, Any]) -> None:
-        transfer_id = event["transfer"]
-        labels = await feed().transfer_labels(transfer_id)
-        data: TransferActivity = {
-            "event": "transfer.update",
-            "transfer": transfer_id,
-            "status": event["status"],
-            "size": event["size"],
-            "error": event["error"],
-            "files": event.get("files"),
-            "targets": event["targets"],
-            **labels,  # type: ignore[typeddict-item]
-        }
-        message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
-        await self.send_json(message)
-        # A cast that starts, a target that finishes: nodes' active counts move, and the
-        # dashboard shows them from the status snapshot, not from this event.
-        statuses = (event["status"], *(t["status"] for t in event["targets"]))
-        if self.statuses.get(transfer_id) != statuses:
-            if len(self.statuses) > 1000:
-                self.statuses.clear()
-            self.statuses[transfer_id] = statuses
-            self.status_changed()
-
-    async def node_update(self, event: dict[str, Any]) -> None:
-        self.status_changed()
-
-    async def cluster_update(self, event: dict[str, Any]) -> None:
-        self.status_changed()
+    # Events reach this client through the process's relay (transfers/feed.py), which
+    # sends each one encoded once to every client.
 
 
 class TransferConsumer(_Authenticated):
