@@ -18,8 +18,8 @@ from nodes.edit_services import group_create
 from nodes.models import Node
 from nodes.services import node_create, node_set_enabled
 from tests.helpers import finished, sha256_of
-from transfers.models import Delivery, Message, Target, Transfer
-from transfers.services import message_create, transfer_create
+from transfers.models import Message, Transfer
+from transfers.services import deliveries_record, message_create, messages_claim, transfer_create, transfer_finish
 
 pytestmark = pytest.mark.django_db
 
@@ -51,12 +51,14 @@ def test_status_has_the_fields_old_clients_read(api, demo) -> None:
     Node.objects.filter(pk=n1.pk).update(status=Node.Status.ONLINE, port=47001, last_heartbeat=timezone.now())
     Cluster.objects.create(name="default", resources={"CPU": 2.0}, ray_nodes=[{"id": "abc", "alive": True}])
     done = transfer_create(source=n1, file_name="config.json", targets=[n2, n3])
-    Transfer.objects.filter(pk=done.pk).update(status=Transfer.Status.PARTIAL, source_bytes_sent=8)
-    Target.objects.filter(transfer=done, node=n2).update(status=Target.Status.COMPLETED, bytes_received=8)
-    Target.objects.filter(transfer=done, node=n3).update(status=Target.Status.FAILED)
+    # Through the services, which keep the counters the status reads.
+    ids = dict(done.targets.values_list("node_id", "pk"))
+    results = {ids[n2.pk]: {"status": "completed", "bytes_received": 8}, ids[n3.pk]: {"status": "failed"}}
+    transfer_finish(transfer=done, results=results, source_bytes=8)
+    assert Transfer.objects.get(pk=done.pk).status == Transfer.Status.PARTIAL
     transfer_create(source=n2, file_name="x", targets=[n1])  # still queued
     message_create(sender=n1, content="hi", targets=[n2])
-    Delivery.objects.update(status=Delivery.Status.DELIVERED)
+    deliveries_record(token=messages_claim(worker_id="w", lease_seconds=60, limit=10), failures={})
 
     body = api.get("/api/status").json()
     assert body["total_nodes"] == 3

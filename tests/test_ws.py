@@ -324,3 +324,29 @@ async def test_events_published_by_another_process_arrive_through_redis(settings
     assert activity["data"]["file_name"] == "a.bin"
     await feed.disconnect()
     await page.disconnect()
+
+
+async def test_one_snapshot_is_built_per_change_whatever_the_number_of_clients(monkeypatch, token, storage) -> None:
+    # Built per client, 500 dashboards meant 500 rounds of queries per change.
+    from transfers import consumers, feed, selectors
+
+    monkeypatch.setattr(consumers, "STATUS_REFRESH_SECONDS", 600)  # only events may refresh it
+    builds = []
+
+    def counted() -> dict[str, Any]:
+        builds.append(1)
+        return selectors.status_snapshot()
+
+    monkeypatch.setattr(feed, "status_snapshot", counted)
+    node = await database_sync_to_async(node_create)(name="node_1")
+    clients = [await connect(f"/ws?token={token}") for _ in range(20)]
+    for client in clients:
+        await receive(client, "status_update")
+    builds.clear()
+    await database_sync_to_async(node_set_enabled)(node=node, enabled=False)
+    for client in clients:
+        status = await receive(client, "status_update")
+        assert status["data"]["node_statuses"][0]["enabled"] is False
+    assert len(builds) == 1
+    for client in clients:
+        await client.disconnect()

@@ -2,13 +2,15 @@
 
 The mapping from channel-layer events to what clients receive is documented in
 transfers/events.py. Every socket starts with the current state read from the database, so
-a client that reconnects is up to date at once.
+a client that reconnects is up to date at once. `/ws` clients do not join the `status` group
+each: one relay per process does and sends them every event (transfers/feed.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -17,43 +19,24 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from castray_site.ws_auth import chosen_subprotocol
 from nodes.models import Node
 from transfers.events import (
-    STATUS_GROUP,
-    StatusUpdateMessage,
-    TransferActivity,
-    TransferActivityMessage,
     node_event,
     node_group,
     transfer_event,
     transfer_group,
 )
+from transfers.feed import feed
 from transfers.models import Transfer
-from transfers.selectors import status_snapshot
 
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
-# Node and cluster events arriving within this window give one status_update.
-STATUS_COALESCE_SECONDS = 0.3
 # The old feed pushed its status periodically; dashboards written for it expect that.
 STATUS_REFRESH_SECONDS = 10.0
-
-
-@database_sync_to_async
-def _status() -> dict[str, Any]:
-    return status_snapshot()
 
 
 @database_sync_to_async
 def _transfer_state(transfer_id: int) -> dict[str, Any] | None:
     transfer = Transfer.objects.filter(pk=transfer_id).first()
     return dict(transfer_event(transfer)) if transfer else None
-
-
-@database_sync_to_async
-def _transfer_labels(transfer_id: int) -> dict[str, str]:
-    row = Transfer.objects.filter(pk=transfer_id).values("file_name", "source__name", "cast_type").first()
-    if row is None:
-        return {}
-    return {"file_name": row["file_name"], "source": row["source__name"], "cast_type": row["cast_type"]}
 
 
 @database_sync_to_async
@@ -93,72 +76,33 @@ class StatusConsumer(_Authenticated):
     async def connect(self) -> None:
         if not await self.authenticated():
             return
-        self.labels: dict[int, dict[str, str]] = {}
-        self.statuses: dict[int, tuple[str, ...]] = {}  # per cast: its status and its targets'
         self.tasks: list[asyncio.Task[None]] = []
-        self.status_due: asyncio.Task[None] | None = None
-        await self.accept_and_join(STATUS_GROUP)
-        await self.send_status()
+        await self.accept(subprotocol=chosen_subprotocol(self.scope))
+        await feed().join(self)
+        # Built after joining: a change committed later comes through the relay.
+        await self.send_status(time.monotonic())
         self.tasks.append(asyncio.ensure_future(self.refresh_periodically()))
 
     async def disconnect(self, code: int) -> None:
-        for task in [*getattr(self, "tasks", []), getattr(self, "status_due", None)]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        feed().leave(self)
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await super().disconnect(code)
 
-    async def send_status(self) -> None:
-        message: StatusUpdateMessage = {"type": "status_update", "data": await _status()}
-        await self.send_json(message)
+    async def send_status(self, newer_than: float) -> None:
+        """Send a snapshot built after `newer_than`, the one every client shares (transfers/feed.py)."""
+        await self.send(text_data=await feed().snapshot.get(newer_than))
 
     async def refresh_periodically(self) -> None:
         while True:
             await asyncio.sleep(STATUS_REFRESH_SECONDS)
-            await self.send_status()
+            # Any snapshot from this period will do: the clients' timers share a few builds.
+            await self.send_status(time.monotonic() - STATUS_REFRESH_SECONDS / 2)
 
-    def status_changed(self) -> None:
-        # Several node events in a burst (a worker starting its actors) give one snapshot.
-        if self.status_due is None or self.status_due.done():
-            self.status_due = asyncio.ensure_future(self.send_status_soon())
-
-    async def send_status_soon(self) -> None:
-        await asyncio.sleep(STATUS_COALESCE_SECONDS)
-        await self.send_status()
-
-    async def transfer_update(self, event: dict[str, Any]) -> None:
-        transfer_id = event["transfer"]
-        if transfer_id not in self.labels:
-            if len(self.labels) > 1000:
-                self.labels.clear()
-            self.labels[transfer_id] = await _transfer_labels(transfer_id)
-        data: TransferActivity = {
-            "event": "transfer.update",
-            "transfer": transfer_id,
-            "status": event["status"],
-            "size": event["size"],
-            "error": event["error"],
-            "files": event.get("files"),
-            "targets": event["targets"],
-            **self.labels[transfer_id],  # type: ignore[typeddict-item]
-        }
-        message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
-        await self.send_json(message)
-        # A cast that starts, a target that finishes: nodes' active counts move, and the
-        # dashboard shows them from the status snapshot, not from this event.
-        statuses = (event["status"], *(t["status"] for t in event["targets"]))
-        if self.statuses.get(transfer_id) != statuses:
-            if len(self.statuses) > 1000:
-                self.statuses.clear()
-            self.statuses[transfer_id] = statuses
-            self.status_changed()
-
-    async def node_update(self, event: dict[str, Any]) -> None:
-        self.status_changed()
-
-    async def cluster_update(self, event: dict[str, Any]) -> None:
-        self.status_changed()
+    # Events reach this client through the process's relay (transfers/feed.py), which
+    # sends each one encoded once to every client.
 
 
 class TransferConsumer(_Authenticated):

@@ -3,7 +3,8 @@ payload from its row, and the one helper that sends them.
 
 The database is the truth; these only notify. Events go out after the transaction commits,
 to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is throttled here
-(at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`); an event that
+(at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`, and one a
+second to the dashboards' `status` group, `FEED_PROGRESS_INTERVAL`); an event that
 changes anything but bytes, rates and samples (a status, a parent, the tree, the checksum)
 always goes out, so a client never misses a state, only intermediate bytes.
 
@@ -51,6 +52,10 @@ log = logging.getLogger("castray.events")
 STATUS_GROUP = "status"
 # Progress-only events for one transfer closer together than this are dropped (per process).
 MIN_PROGRESS_INTERVAL = 0.25
+# The same for the `status` group: every `/ws` dashboard gets each of its events, and at
+# 500 of them four progress events a second kept the server's loop busy relaying bytes
+# no dashboard needs that often (the transfer page keeps the faster rate).
+FEED_PROGRESS_INTERVAL = 1.0
 # Samples per target an event carries; the page adds the ones it has not seen.
 RECENT_SAMPLES = 3
 
@@ -200,22 +205,24 @@ def _shape(event: TransferEvent) -> str:
 
 
 class _Throttle:
-    """Remembers, per transfer, when its last event went out and what it said besides progress."""
+    """Remembers, per group and transfer, when its last event went out and what it said besides progress."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.sent: dict[int, tuple[float, str]] = {}
+        self.sent: dict[tuple[str, int], tuple[float, str]] = {}
 
-    def allow(self, event: TransferEvent) -> bool:
+    def allow(self, event: TransferEvent, group: str) -> bool:
         shape = _shape(event)
+        interval = FEED_PROGRESS_INTERVAL if group == STATUS_GROUP else MIN_PROGRESS_INTERVAL
         now = time.monotonic()
+        key = (group, event["transfer"])
         with self.lock:
-            last = self.sent.get(event["transfer"])
-            if last and last[1] == shape and now - last[0] < MIN_PROGRESS_INTERVAL:
+            last = self.sent.get(key)
+            if last and last[1] == shape and now - last[0] < interval:
                 return False
             if len(self.sent) > 10_000:
                 self.sent.clear()  # bounded: forgetting only lets one extra event through
-            self.sent[event["transfer"]] = (now, shape)
+            self.sent[key] = (now, shape)
             return True
 
 
@@ -226,12 +233,12 @@ def publish(groups: list[str], event: Event) -> None:
     """Send `event` to `groups` once the current transaction commits (at once outside one)."""
 
     def send() -> None:
-        if event["type"] == "transfer.update" and not _throttle.allow(event):
-            return
         layer = get_channel_layer()
         if layer is None:
             return
         for group in groups:
+            if event["type"] == "transfer.update" and not _throttle.allow(event, group):
+                continue
             try:
                 async_to_sync(layer.group_send)(group, dict(event))
             except Exception:  # noqa: BLE001 - a notification must never break a write

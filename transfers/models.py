@@ -247,3 +247,27 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         ordering = ["message_id", "node_id"]
         constraints = [models.UniqueConstraint(fields=["message", "node"], name="one_delivery_per_node")]
+
+
+class NodeCounters(models.Model):
+    """A node's lifetime counters for `/api/status`, kept by the services as rows change.
+
+    Summing them over the history on every request made the status cost grow with every
+    cast ever made (transfers/services/counters.py keeps them; migration 0009 filled them in).
+    """
+
+    node = models.OneToOneField(Node, on_delete=models.CASCADE, primary_key=True, related_name="counters")
+    # Casts it sent that ended plus its receipts that ended, and of those the good and the failed.
+    total_transfers = models.BigIntegerField(default=0)
+    successful_transfers = models.BigIntegerField(default=0)
+    failed_transfers = models.BigIntegerField(default=0)
+    # Bytes it sent as a source plus bytes it received, finished or not.
+    bytes_transferred = models.BigIntegerField(default=0)
+    messages_sent = models.BigIntegerField(default=0)
+    messages_received = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "node counters"
+
+    def __str__(self) -> str:
+        return f"counters of {self.node_id}"

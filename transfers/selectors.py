@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count
 from django.utils import timezone
 
 from castray_site.lib import iso, unix_seconds
 from clusters.models import Cluster
 from nodes.models import Node
 from transfers.events import target_states
-from transfers.models import Delivery, Message, Target, Transfer
+from transfers.models import NodeCounters, Target, Transfer
 
 ACTIVE_TRANSFERS_SHOWN = 50
 
@@ -58,8 +58,20 @@ def _transfer_summary(transfer: Transfer) -> dict[str, Any]:
     }
 
 
-def _per_node(rows: Any, key: str) -> dict[int, dict[str, Any]]:
-    return {row[key]: row for row in rows}
+def _active_counts() -> dict[int, int]:
+    """Per node: unfinished casts it sends plus unfinished receipts.
+
+    Read through the active casts (the status index), so the cost follows what is running,
+    not the history; a finished cast's targets are all final.
+    """
+    counts: dict[int, int] = {}
+    active = Transfer.objects.active()
+    for source, n in active.values_list("source_id").annotate(n=Count("id")).order_by():
+        counts[source] = counts.get(source, 0) + n
+    receiving = Target.objects.filter(transfer__in=active).exclude(status__in=Target.FINAL)
+    for node, n in receiving.values_list("node_id").annotate(n=Count("id")).order_by():
+        counts[node] = counts.get(node, 0) + n
+    return counts
 
 
 def status_snapshot() -> dict[str, Any]:
@@ -68,54 +80,32 @@ def status_snapshot() -> dict[str, Any]:
     Per node (the old field names): `received_count`/`sent_count` count messages received and
     sent; `file_transfer_stats` counts finished casts the node sent plus finished receipts,
     with `bytes_transferred` = bytes it sent as a source + bytes it received;
-    `active_transfers` counts unfinished casts it sends and unfinished receipts.
+    `active_transfers` counts unfinished casts it sends and unfinished receipts. The counters
+    are NodeCounters rows the services keep (services/counters.py): the cost of a snapshot
+    does not grow with the number of casts ever made.
     """
-    final = list(Transfer.FINAL)
-    sent = _per_node(
-        Transfer.objects.values("source_id").annotate(
-            total=Count("id", filter=Q(status__in=final)),
-            ok=Count("id", filter=Q(status=Transfer.Status.COMPLETED)),
-            failed=Count("id", filter=Q(status__in=[Transfer.Status.FAILED, Transfer.Status.PARTIAL])),
-            active=Count("id", filter=~Q(status__in=final)),
-            bytes=Sum("source_bytes_sent"),
-        ),
-        "source_id",
-    )
-    received = _per_node(
-        Target.objects.values("node_id").annotate(
-            total=Count("id", filter=Q(status__in=Target.FINAL)),
-            ok=Count("id", filter=Q(status__in=[Target.Status.COMPLETED, Target.Status.SKIPPED])),
-            failed=Count("id", filter=Q(status=Target.Status.FAILED)),
-            active=Count("id", filter=~Q(status__in=Target.FINAL)),
-            bytes=Sum("bytes_received"),
-        ),
-        "node_id",
-    )
-    messages_sent = dict(Message.objects.values_list("sender_id").annotate(n=Count("id")))
-    messages_received = dict(
-        Delivery.objects.filter(status=Delivery.Status.DELIVERED).values_list("node_id").annotate(n=Count("id"))
-    )
-
-    def count(table: dict[int, dict[str, Any]], pk: int, field: str) -> int:
-        return int((table.get(pk) or {}).get(field) or 0)
+    counters = {c.node_id: c for c in NodeCounters.objects.all()}
+    active_counts = _active_counts()
+    empty = NodeCounters()
 
     statuses = []
     for node in Node.objects.all():
+        c = counters.get(node.pk, empty)
         statuses.append(
             {
                 "node_id": node.name,
                 "port": node.port,
                 "is_running": node.enabled and node.status == Node.Status.ONLINE,
-                "received_count": messages_received.get(node.pk, 0),
-                "sent_count": messages_sent.get(node.pk, 0),
+                "received_count": c.messages_received,
+                "sent_count": c.messages_sent,
                 "last_activity": unix_seconds(node.last_heartbeat),
                 "file_transfer_stats": {
-                    "total_transfers": count(sent, node.pk, "total") + count(received, node.pk, "total"),
-                    "successful_transfers": count(sent, node.pk, "ok") + count(received, node.pk, "ok"),
-                    "failed_transfers": count(sent, node.pk, "failed") + count(received, node.pk, "failed"),
-                    "bytes_transferred": count(sent, node.pk, "bytes") + count(received, node.pk, "bytes"),
+                    "total_transfers": c.total_transfers,
+                    "successful_transfers": c.successful_transfers,
+                    "failed_transfers": c.failed_transfers,
+                    "bytes_transferred": c.bytes_transferred,
                 },
-                "active_transfers": count(sent, node.pk, "active") + count(received, node.pk, "active"),
+                "active_transfers": active_counts.get(node.pk, 0),
                 "auto_transfer_enabled": False,
                 # Beyond the old fields: what the pages show.
                 "id": node.pk,

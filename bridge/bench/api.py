@@ -23,7 +23,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from nodes.models import Node
-from transfers.models import Target, Transfer
+from transfers.models import NodeCounters, Target, Transfer
 
 TARGET_P99_MS = 50.0
 CASES = {"status": "/api/status", "transfers": "/api/v1/transfers/"}
@@ -62,6 +62,12 @@ def _fill(tag: str, nodes: int, transfers: int) -> list[Node]:
             node = made[(source_id - made[0].pk + step) % nodes]
             targets.append(Target(transfer_id=pk, node=node, status=Target.Status.COMPLETED, bytes_done=1 << 20))
     Target.objects.bulk_create(targets, batch_size=5000)
+    # The counters the services would have kept for that history (the status reads these).
+    per_node = transfers // nodes
+    NodeCounters.objects.bulk_create(
+        NodeCounters(node=n, total_transfers=3 * per_node, successful_transfers=3 * per_node, bytes_transferred=3 << 20)
+        for n in made
+    )
     return made
 
 

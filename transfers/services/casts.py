@@ -15,6 +15,7 @@ from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
+from transfers.services.counters import counted
 from transfers.services.origins import origin_check
 from transfers.services.targets import RESULT_FIELDS, CastError, record_result, resolve_targets, targets_record
 
@@ -183,6 +184,7 @@ def transfer_start(
 
 
 @transaction.atomic
+@counted
 def transfer_finish(
     *,
     transfer: Transfer,
@@ -243,6 +245,7 @@ def busy_nodes(*, default_limit: int) -> set[int]:
 
 
 @transaction.atomic
+@counted
 def transfer_cancel(*, transfer: Transfer) -> bool:
     """Cancel a cast that has not finished. Returns False if it already had."""
     won = (
@@ -274,6 +277,7 @@ def transfer_add_round(*, transfer: Transfer, tree: dict[str, Any]) -> Transfer:
 
 
 @transaction.atomic
+@counted
 def transfer_record_cancelled(
     *,
     transfer: Transfer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from django.utils import timezone
 from castray_site.env import format_size
 from nodes.models import Node, NodeGroup
 from transfers.models import Delivery, Message
+from transfers.services.counters import counters_add
 from transfers.services.targets import CastError, resolve_targets
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -52,6 +54,7 @@ def message_create(
         requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
     )
     Delivery.objects.bulk_create([Delivery(message=message, node=node) for node in nodes])
+    counters_add({sender.pk: Counter(messages_sent=1)})
     return message
 
 
@@ -102,7 +105,10 @@ def deliveries_record(*, token: str, failures: dict[int, str], final: bool = Tru
         Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.FAILED, error=error)
     if not final:
         return
-    batch.filter(status=Delivery.Status.PENDING).update(status=Delivery.Status.DELIVERED, delivered_at=now)
+    delivering = batch.filter(status=Delivery.Status.PENDING)
+    received = delivering.values_list("node_id").annotate(n=Count("id")).order_by()
+    counters_add({node: Counter(messages_received=n) for node, n in received})
+    delivering.update(status=Delivery.Status.DELIVERED, delivered_at=now)
     messages = Message.objects.filter(lease_owner=token)
     unfinished = set(batch.exclude(status=Delivery.Status.DELIVERED).values_list("message_id", flat=True).distinct())
     counts = (
@@ -156,6 +162,7 @@ def messages_create_bulk(
         ["message", "node", "status", "error"],
         [(pk, node.pk, Delivery.Status.PENDING, "") for pk in ids for node in nodes],
     )
+    counters_add({sender.pk: Counter(messages_sent=len(ids))})
     return ids
 
 

@@ -8,6 +8,7 @@ from django.db.models import F
 from nodes.models import Node
 from transfers.events import publish_transfer
 from transfers.models import Transfer
+from transfers.services.counters import counted
 
 
 @transaction.atomic
@@ -22,6 +23,7 @@ def transfer_set_bounds(*, transfer: Transfer, cast: float | None, targets: dict
 
 
 @transaction.atomic
+@counted
 def target_moved(*, transfer: Transfer, target_id: int, feeder: Node, bytes_received: int) -> None:
     """A lagging target now receives from `feeder`; the bytes its ended receive took in stay counted.
 

@@ -15,6 +15,7 @@ from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
 from transfers.models import Target, Transfer
 from transfers.samples import add_sample
+from transfers.services.counters import counted
 
 
 class CastError(DomainError):
@@ -53,6 +54,7 @@ def resolve_targets(
 
 
 @transaction.atomic
+@counted
 def targets_fail(*, transfer: Transfer, targets: Iterable[Target], reason: str) -> None:
     ids = [t.pk for t in targets]
     Target.objects.filter(pk__in=ids).exclude(status__in=Target.FINAL).update(
@@ -67,6 +69,7 @@ def _verified(transfer: Transfer, row: dict[str, Any]) -> bool:
     return bool(row.get("sha256")) and (not transfer.sha256 or row["sha256"] == transfer.sha256)
 
 
+@counted
 def target_progress(*, transfer: Transfer, rows: dict[int, dict[str, Any]]) -> bool:
     """Record live progress reported by receivers (throttled by the caller). Returns changed.
 
@@ -206,6 +209,7 @@ RESULT_FIELDS = [
 
 
 @transaction.atomic
+@counted
 def targets_record(*, transfer: Transfer, results: dict[int, dict[str, Any]]) -> list[int]:
     """Write the final result of the targets in `results`; return the ids written."""
     now = timezone.now()
@@ -218,6 +222,7 @@ def targets_record(*, transfer: Transfer, results: dict[int, dict[str, Any]]) ->
 
 
 @transaction.atomic
+@counted
 def targets_retry(*, transfer: Transfer, target_ids: list[int], reason: str) -> None:
     """Put failed targets back in play for another round (they resume from their chunks)."""
     Target.objects.filter(transfer=transfer, pk__in=target_ids).update(

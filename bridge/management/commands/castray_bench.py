@@ -24,6 +24,7 @@ COLUMNS: dict[str, list[str]] = {
     "messages": ["per_s", "deliveries_per_s", "reference_per_s"],
     "api": ["p50_ms", "p99_ms", "reference_p99_ms", "queries"],
     "tree": ["files", "mb_s", "files_per_s", "reference_mb_s", "bytes_moved_ratio"],
+    "load": ["p50_ms", "p99_ms", "reference_p50_ms", "reference_p99_ms", "feed_lag_s", "clients_with_event"],
 }
 TREE_CASES = ("small", "shards", "recast-one-changed")
 
@@ -65,7 +66,11 @@ class Command(BaseCommand):
         api.add_argument("--requests", type=int, default=300)
         tree = sub.add_parser("tree", help="directory casts vs a tar stream over loopback; a re-cast after one change")
         tree.add_argument("--case", action="append", choices=TREE_CASES, help="repeatable; default all")
-        for p in (unicast, broadcast, hetero, modes, messages, api, tree):
+        load = sub.add_parser("load", help="a real server: API latency and the /ws feed during a broadcast")
+        load.add_argument("--clients", type=int, default=500, help="WebSocket clients on /ws")
+        load.add_argument("--rps", type=float, default=50, help="API requests per second")
+        load.add_argument("--size", default="256MiB")
+        for p in (unicast, broadcast, hetero, modes, messages, api, tree, load):
             p.add_argument("--json", action="store_true", help="one JSON object per result per line")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -98,6 +103,12 @@ class Command(BaseCommand):
             results = bench_tree(options["case"] or list(TREE_CASES))
         elif bench == "messages":
             results = bench_casts.bench_messages(count=options["count"], fan=options["fan"])
+        elif bench == "load":
+            from bridge.bench.load import bench_load
+
+            if not 1 <= options["clients"] <= 2000 or not 0 < options["rps"] <= 500:
+                raise CommandError("--clients takes 1 to 2000 and --rps more than 0, at most 500")
+            results = bench_load(clients=options["clients"], rps=options["rps"], size=size(options["size"]))
         else:
             from bridge.bench.api import bench_api
 
@@ -111,6 +122,8 @@ class Command(BaseCommand):
             what = "a delivered file or message did not verify"
             if bench == "api":
                 what = "a request failed or missed the 50 ms p99 target"
+            elif bench == "load":
+                what = "the cast, a request or a client failed, or a target was missed (p99, feed lag, memory)"
             raise CommandError(f"{what}; see the ok column")
 
     def print_table(self, bench: str, results: list[dict[str, Any]]) -> None:
@@ -120,7 +133,9 @@ class Command(BaseCommand):
         self.stdout.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
         for row in rows:
             self.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-        if bench == "api":
+        if bench == "load":
+            self.stdout.write("seconds: from the API reporting the cast complete to the last client having it.")
+        elif bench == "api":
             self.stdout.write("ratio: p99 of GET /health (the same stack) / p99 of the endpoint; ok: p99 < 50 ms.")
         else:
             self.stdout.write("MB/s = 10^6 bytes per second; ratio: this system / its reference (higher is better).")
