@@ -151,7 +151,7 @@ class CastNode:
     def ping(self, caps: Caps | None = None) -> Ping:
         """Heartbeat; the worker passes the node's current caps along with it."""
         if caps is not None:
-            self.limits.set_caps(caps.egress, caps.ingress)
+            self.limits.set_caps(caps.egress, caps.ingress, stamp=caps.stamp)
         memory = memory_mib()
         return Ping(
             name=self.name,

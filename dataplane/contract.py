@@ -10,6 +10,7 @@ of Django, so the worker and the actors share one definition of each message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -68,10 +69,15 @@ def flatten(hops: Iterable[Hop]) -> list[Hop]:
 
 @dataclass(frozen=True)
 class Caps:
-    """A node's bandwidth caps in bytes/s; None is uncapped."""
+    """A node's bandwidth caps in bytes/s; None is uncapped.
+
+    `stamp` is when they were read: an actor runs several calls at once, so a heartbeat sent
+    before a change can arrive after the one that carries it, and must not undo it.
+    """
 
     egress: int | None = None
     ingress: int | None = None
+    stamp: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)

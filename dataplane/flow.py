@@ -147,8 +147,14 @@ class Limits:
     # The connection each TCP receive is reading from, so that an abort can drop it at once:
     # behind a partition the stream may stall for a minute before its next chunk boundary.
     streams: dict[tuple[int, int], socket.socket] = field(default_factory=dict)
+    caps_stamp: float = 0.0  # when the caps applied last were read (Caps.stamp)
 
-    def set_caps(self, egress: int | None, ingress: int | None) -> None:
+    def set_caps(self, egress: int | None, ingress: int | None, *, stamp: float = 0.0) -> None:
+        # Caps read before the ones applied last arrived late (calls to an actor run at once):
+        # they must not undo a newer change.
+        if stamp < self.caps_stamp:
+            return
+        self.caps_stamp = stamp
         # Replace a bucket only when its rate changes, so in-flight sends keep their budget.
         if (self.egress.rate if self.egress else 0) != (egress or 0):
             self.egress = TokenBucket(egress) if egress else None

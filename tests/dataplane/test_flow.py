@@ -70,6 +70,16 @@ def test_set_caps_keeps_a_bucket_whose_rate_did_not_change() -> None:
     assert limits.egress is None and limits.ingress is None
 
 
+def test_caps_read_before_the_ones_applied_do_not_undo_them() -> None:
+    # A heartbeat sent before an operator's change can reach the actor after it.
+    limits = Limits()
+    limits.set_caps(None, 2000, stamp=20.0)
+    limits.set_caps(None, None, stamp=10.0)
+    assert limits.ingress is not None and limits.ingress.rate == 2000
+    limits.set_caps(None, None, stamp=30.0)
+    assert limits.ingress is None
+
+
 def test_a_cancelled_cast_stops_at_the_next_check_and_others_go_on() -> None:
     limits = Limits()
     limits.check(1)
