@@ -126,9 +126,10 @@ def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer,
     page_server.do("parents", {"node_2": "node_1", "node_3": "node_2"})
 
     # The targets' From and Tries columns, the tree, the size and the checksum.
-    expect(row["node_2"].locator("td").nth(5)).to_have_text("node_1")
-    expect(row["node_3"].locator("td").nth(5)).to_have_text("node_2")
-    expect(row["node_2"].locator("td").nth(6)).to_have_text("1")
+    # By their data-field, not their position: 2307cee put "vs-bound" before them.
+    expect(row["node_2"].locator('[data-field="parent"]')).to_have_text("node_1")
+    expect(row["node_3"].locator('[data-field="parent"]')).to_have_text("node_2")
+    expect(row["node_2"].locator('[data-field="attempts"]')).to_have_text("1")
     expect(page.locator("#tree svg.tree g.tree-node")).to_have_count(3)
     expect(page.locator("#tree svg.tree path.tree-link")).to_have_count(2)
     expect(page.locator("#total-size")).to_have_text("100 MiB")
