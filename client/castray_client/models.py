@@ -94,6 +94,8 @@ class Target:
     error: str = ""
     parent: str | None = None
     attempts: int = 0
+    files_done: int | None = None
+    files_skipped: int | None = None
     id: int = 0
 
     @property
@@ -116,12 +118,14 @@ class Target:
             error=data.get("error") or "",
             parent=data.get("parent"),
             attempts=int(data.get("attempts") or 0),
+            files_done=data.get("files_done"),
+            files_skipped=data.get("files_skipped"),
         )
 
 
 @dataclass
 class Cast:
-    """A cast (a transfer): one file from a source node to its targets.
+    """A cast (a transfer): one file, or one directory (`is_directory`, `files` of them), to targets.
 
     `wait()` and `watch()` follow it live; they need the `Client` it came from.
     """
@@ -131,6 +135,9 @@ class Cast:
     source: str = ""
     file_name: str = ""
     dest_name: str = ""
+    origin: str = ""
+    is_directory: bool = False
+    files: int | None = None
     cast_type: str = ""
     mode: str = ""
     fan_out: int = 0
@@ -163,6 +170,9 @@ class Cast:
             source=data.get("source") or "",
             file_name=data.get("file_name") or "",
             dest_name=data.get("dest_name") or "",
+            origin=data.get("origin") or "",
+            is_directory=bool(data.get("is_directory", False)),
+            files=data.get("files"),
             cast_type=data.get("cast_type") or "",
             mode=data.get("mode") or "",
             fan_out=int(data.get("fan_out") or 0),

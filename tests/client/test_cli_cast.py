@@ -165,10 +165,11 @@ def test_a_local_file_goes_up_to_a_node_first_then_out(server, env: dict[str, st
     assert (server.storage("node_3") / "up" / "local.bin").read_bytes() == local.read_bytes()
 
 
-def test_a_url_source_is_refused_clearly_by_a_server_without_origins(server, env: dict[str, str]) -> None:
-    result = castray("cast", "https://example.org/data.bin", "--to", "node_2", "--wait", env=env)
-    assert result.returncode == 2
-    assert "cannot cast from a URL" in said(result.stderr)
+def test_a_url_the_server_refuses_exits_2_with_the_servers_reason(server, env: dict[str, str]) -> None:
+    result = castray("cast", "https://169.254.169.254/latest/meta-data", "--to", "node_2", "--wait", env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "169.254.169.254" in said(result.stderr)
+    assert "no origin support" not in said(result.stderr)
 
 
 @pytest.mark.parametrize(
@@ -192,16 +193,18 @@ def test_bad_arguments_exit_2_with_a_usage_message(server, env: dict[str, str], 
     assert "Usage: " in said(result.stderr) and says in said(result.stderr)
 
 
-def test_a_directory_is_cast_file_by_file_under_the_new_name(server, env: dict[str, str]) -> None:
+def test_a_directory_is_cast_whole_in_one_cast_under_the_new_name(server, env: dict[str, str]) -> None:
     root = server.storage("node_1") / "dataset"
     files = {name: write_random(root / name, 200_000 + i) for i, name in enumerate(["a.bin", "b.bin", "sub/c.bin"])}
 
     code, body = castray_json("cast", "node_1:dataset", "--to", "node_2", "--dest", "copies/dataset", "--wait", env=env)
 
     assert code == 0, body
-    assert body["status"] == "completed" and len(body["id"]) == 3
+    assert body["status"] == "completed" and isinstance(body["id"], int) and "casts" not in body
     assert body["size"] == sum(p.stat().st_size for p in files.values())
-    assert body["targets"] == [{"node": "node_2", "status": "completed", "bytes_received": body["size"], "error": ""}]
+    assert [(t["node"], t["status"], t["error"]) for t in body["targets"]] == [("node_2", "completed", "")]
+    status, detail = server.as_admin("GET", f"/api/v1/transfers/{body['id']}/")
+    assert status == 200 and detail["is_directory"] is True and detail["files"] == 3
     for name, path in files.items():
         assert (server.storage("node_2") / "copies" / "dataset" / name).read_bytes() == path.read_bytes()
 

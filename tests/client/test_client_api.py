@@ -48,7 +48,8 @@ def test_methods_return_dataclasses_and_errors_carry_the_servers_message(client:
 def test_watch_yields_progress_live_and_wait_stops_at_min_ready(server, client: Client, capped_node_3) -> None:
     write_random(server.storage("node_1") / "api" / "watched.bin", 8 * MiB)
     cast = client.cast("node_1", "api/watched.bin", to="node_2,node_3", fan_out=2)
-    assert isinstance(cast, Cast) and cast.status == "queued"
+    # The worker may claim it before the API answers: queued or already running.
+    assert isinstance(cast, Cast) and cast.status in ("queued", "running")
 
     ready = cast.wait(timeout=60, min_ready=1)
     assert [t.node for t in ready.ready_targets] == ["node_2"] and not ready.final

@@ -67,7 +67,7 @@ def _report(cast: Cast) -> None:
 
 
 def combined(casts: list[Cast]) -> dict[str, Any]:
-    """One cast's summary; for a directory (a cast per file) the same keys over all, plus each."""
+    """One cast's summary; for several casts the same keys over all, plus each."""
     if len(casts) == 1:
         return casts[0].summary()
     # Per target node over all the files: bytes added up, the worst state, every reason.
@@ -204,10 +204,7 @@ def cast(
                 started = client.cast_url(source, via=node, dest_name=dest or "", **options)
             except CastRayError as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403):
-                    raise fail(
-                        f"this server cannot cast from a URL (it has no origin support yet); it answered: {exc}",
-                        EXIT_USAGE,
-                    ) from None
+                    raise fail(f"the server refused to cast from {source}: {exc}", EXIT_USAGE) from None
                 raise
         elif Path(source).exists():
             local = Path(source)
@@ -234,27 +231,13 @@ def cast(
     raise typer.Exit(code)
 
 
-def _cast_from_node(client: Client, node: str, path: str, dest: str | None, options: dict[str, Any]) -> list[Cast]:
-    """Cast a file, or every file under a directory, from a node's storage.
+def _cast_from_node(client: Client, node: str, path: str, dest: str | None, options: dict[str, Any]) -> Cast:
+    """Cast a file, or a whole directory, from a node's storage.
 
-    The server casts single files: a directory becomes one cast per file under it (named the
-    same under `dest`, when given). Each file arrives whole and verified; the directory as a
-    whole is not switched in one step.
+    The server casts a directory itself, as one cast (`is_directory`, `files` counted): the
+    targets switch to the new version of the directory in one step.
     """
-    try:
-        return [client.cast(node, path, dest_name=dest or "", **options)]
-    except CastRayError as exc:
-        if exc.status != 400:
-            raise
-        prefix = path.strip("/")
-        inside = [f for f in client.files(node, prefix) if f.name != prefix and not f.partial]
-        if not inside:
-            raise
-
-    def renamed(name: str) -> str:
-        return dest.rstrip("/") + name[len(prefix) :] if dest else ""
-
-    return [client.cast(node, f.name, dest_name=renamed(f.name), **options) for f in inside]
+    return client.cast(node, path, dest_name=dest or "", **options)
 
 
 @app.command()
