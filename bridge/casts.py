@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from django.conf import settings
@@ -13,33 +13,15 @@ from django.conf import settings
 from bridge.capacity import chunk_for, plan_cast, record_bounds
 from bridge.config import RunConfig, origin_policy
 from bridge.moves import MoveSteps, merge_moves
+from bridge.running import Running
 from castray_site.lib import short_error
-from dataplane.contract import CastPlan, CastResult, FileInfo, Hop
+from dataplane.contract import CastPlan, CastResult, Hop
 from nodes.models import Node
 from transfers import services
 from transfers.models import Target, Transfer
 from transfers.services import transfer_add_round
 
 log = logging.getLogger("castray.worker")
-
-
-@dataclass
-class Running:
-    """A cast this worker has started and is watching."""
-
-    transfer_id: int
-    stage: str  # "info": asking the source for size and SHA-256; "cast": bytes moving
-    ref: Any
-    target_nodes: dict[int, int] = field(default_factory=dict)  # target id -> node id
-    progress_refs: list[Any] = field(default_factory=list)
-    last_progress: float = 0.0
-    rounds: int = 0
-    source_bytes: int = 0
-    relay_bytes: int = 0
-    info: FileInfo | None = None
-    pids: dict[int, int | None] = field(default_factory=dict)  # target id -> its actor's pid at launch
-    cancelled_at: float | None = None  # when this worker told the actors the cast was cancelled
-    moves: dict[int, Any] = field(default_factory=dict)  # target id -> its move to another feeder (moves.py)
 
 
 class CastSteps(MoveSteps):

@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.capacity import capacity_of
 from bridge.config import RunConfig
+from bridge.running import Running
 from dataplane.contract import Hop, Results, TargetResult
 from nodes.models import Node
 from transfers.models import Target, Transfer
 from transfers.services.plan import target_moved
-
-if TYPE_CHECKING:
-    from bridge.casts import Running
 
 log = logging.getLogger("castray.worker")
 

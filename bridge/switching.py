@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from bridge import connection as ray_connection
-from bridge.casts import Running
 from bridge.config import RunConfig
 from bridge.connection import RayUnavailable
+from bridge.running import Running
 from clusters import services
 from clusters.models import Cluster, ClusterOperation, RuntimeConfig
 from clusters.services import operation_switching

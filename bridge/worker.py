@@ -32,13 +32,14 @@ from django.db import close_old_connections, connection
 
 from bridge import connection as ray_connection
 from bridge.aborts import AbortSteps
-from bridge.casts import CastSteps, Running
+from bridge.casts import CastSteps
 from bridge.config import RunConfig, cluster_secret
 from bridge.demo import DemoSteps, PendingDemo
 from bridge.file_requests import FileRequestSteps, Outcome, ReadTasks
 from bridge.health import HealthSteps
 from bridge.messages import MessageSteps
 from bridge.nodes import NodeSteps
+from bridge.running import Running
 from bridge.switching import SwitchSteps
 from nodes.models import Node
 from transfers import services

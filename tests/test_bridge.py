@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from bridge.casts import Running
 from bridge.config import RunConfig
+from bridge.running import Running
 from bridge.worker import Worker
 from clusters.models import NodeFileRequest, RuntimeConfig
 from dataplane.contract import FileInfo
