@@ -1,8 +1,8 @@
-"""The earlier CastRay's endpoints (../shared/COMPAT.md), answered from CastRay's models.
+"""The earlier CastRay's endpoints (docs/compatibility.md), answered from CastRay's models.
 
 Same paths and the field names old clients read, all in this package: views by feature
 (status, nodes, casts, generator, clusters), their request serializers and their URLs. Two
-differences, both documented in the README: every endpoint needs a login or an API token
+differences, both documented in docs/compatibility.md: every endpoint needs a login or an API token
 (CASTRAY_ANONYMOUS_STATUS opens /api/status and /health details to anonymous clients), and
 errors are a 4xx with `{"success": false, "message": ...}` instead of a 200.
 
