@@ -151,3 +151,16 @@ def test_the_readme_and_docs_link_only_to_what_the_repository_holds() -> None:
             assert linked.exists(), f"{page.name} links to {target}, which does not exist"
             if anchor:
                 assert anchor in _anchors(linked.read_text()), f"{page.name} links to {target}: no such anchor"
+
+
+def test_nothing_in_the_repository_points_outside_it() -> None:
+    # A clone has no ../shared beside it: code and docs must not send readers there.
+    tracked = subprocess.run(["git", "ls-files"], cwd=README.parent, capture_output=True, text=True, check=True)
+    marker = "../" + "shared"
+    offenders = [
+        name
+        for name in tracked.stdout.split()
+        if name.endswith((".py", ".md", ".html", ".js", ".sh", ".toml", ".txt"))
+        and marker in (README.parent / name).read_text(errors="replace")
+    ]
+    assert offenders == []
