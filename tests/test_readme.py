@@ -154,7 +154,7 @@ def test_the_readme_and_docs_link_only_to_what_the_repository_holds() -> None:
 
 
 def test_nothing_in_the_repository_points_outside_it() -> None:
-    # A clone has no ../shared beside it: code and docs must not send readers there.
+    # A clone has none of the notes kept beside the checkout: nothing may send readers there.
     tracked = subprocess.run(["git", "ls-files"], cwd=README.parent, capture_output=True, text=True, check=True)
     marker = "../" + "shared"
     offenders = [
