@@ -243,6 +243,26 @@ async def test_the_transfer_event_carries_what_the_page_shows_once_known(token: 
     await page.disconnect()
 
 
+async def test_the_last_progress_before_a_pause_reaches_the_page(token: str, cast: Transfer) -> None:
+    # Two reports within the throttle's interval and then nothing: the second is held back,
+    # not dropped, or the page would show stale bytes for the whole pause.
+    page = await connect(f"/ws/transfers/{cast.pk}?token={token}")
+    await receive(page, "transfer.update")
+    transfer = (await database_sync_to_async(services.transfer_claim)(worker_id="w", lease_seconds=30, limit=1))[0]
+    await database_sync_to_async(services.transfer_start)(
+        transfer=transfer, size=1000, sha256="ab" * 32, tree={}, chunk_size=65536
+    )
+    ids = [t.pk for t in await database_sync_to_async(list)(transfer.targets.order_by("pk"))]
+    now = time.time()
+    for done in (100, 200, 300):
+        row = {"status": "receiving", "bytes_done": done, "started": now - 1, "updated": now}
+        await database_sync_to_async(services.target_progress)(transfer=transfer, rows={ids[0]: row})
+    message = await receive(page, "transfer.update", status="running")
+    while message["targets"][0]["bytes_done"] != 300:
+        message = await receive(page, "transfer.update", status="running")
+    await page.disconnect()
+
+
 async def test_the_dashboard_hears_active_counts_move_with_a_cast(monkeypatch, token: str, cast: Transfer) -> None:
     from transfers import consumers
 

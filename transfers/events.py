@@ -6,7 +6,8 @@ to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is t
 (at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`, and one a
 second to the dashboards' `status` group, `FEED_PROGRESS_INTERVAL`); an event that
 changes anything but bytes, rates and samples (a status, a parent, the tree, the checksum)
-always goes out, so a client never misses a state, only intermediate bytes.
+always goes out, so a client never misses a state, only intermediate bytes. The latest
+progress held back goes out when the interval ends, so the last bytes are never missed.
 
 A `transfer.update` carries what the transfer page shows, so the page fills in as the cast
 runs: the size and SHA-256 once the source answered, the tree once the worker planned it,
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("castray.events")
 
 STATUS_GROUP = "status"
-# Progress-only events for one transfer closer together than this are dropped (per process).
+# Progress-only events for one transfer closer together than this are held back (per process):
+# only the latest goes out, when the interval ends.
 MIN_PROGRESS_INTERVAL = 0.25
 # The same for the `status` group: every `/ws` dashboard gets each of its events, and at
 # 500 of them four progress events a second kept the server's loop busy relaying bytes
@@ -205,13 +207,21 @@ def _shape(event: TransferEvent) -> str:
 
 
 class _Throttle:
-    """Remembers, per group and transfer, when its last event went out and what it said besides progress."""
+    """Per group and transfer: when its last event went out, what it said besides progress, and
+    the latest progress event held back since.
+
+    A held event goes out when its interval ends unless a newer one went out first, so the
+    last progress before a pause is never lost: the page shows it during the pause, not the
+    bytes of a quarter of a second earlier.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sent: dict[tuple[str, int], tuple[float, str]] = {}
+        self.held: dict[tuple[str, int], TransferEvent] = {}
 
     def allow(self, event: TransferEvent, group: str) -> bool:
+        """True: send `event` now. False: it is held, and sent when the interval ends."""
         shape = _shape(event)
         interval = FEED_PROGRESS_INTERVAL if group == STATUS_GROUP else MIN_PROGRESS_INTERVAL
         now = time.monotonic()
@@ -219,30 +229,48 @@ class _Throttle:
         with self.lock:
             last = self.sent.get(key)
             if last and last[1] == shape and now - last[0] < interval:
+                if key not in self.held:
+                    timer = threading.Timer(last[0] + interval - now, self._release, (key,))
+                    timer.daemon = True
+                    timer.start()
+                self.held[key] = event
                 return False
             if len(self.sent) > 10_000:
                 self.sent.clear()  # bounded: forgetting only lets one extra event through
             self.sent[key] = (now, shape)
+            self.held.pop(key, None)  # this one is newer
             return True
+
+    def _release(self, key: tuple[str, int]) -> None:
+        with self.lock:
+            event = self.held.pop(key, None)
+            if event is not None:
+                self.sent[key] = (time.monotonic(), _shape(event))
+        if event is not None:
+            _send(key[0], event)
 
 
 _throttle = _Throttle()
+
+
+def _send(group: str, event: Event) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, dict(event))
+    except Exception:  # noqa: BLE001 - a notification must never break a write
+        log.warning("could not publish %s to %s", event["type"], group, exc_info=True)
 
 
 def publish(groups: list[str], event: Event) -> None:
     """Send `event` to `groups` once the current transaction commits (at once outside one)."""
 
     def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
         for group in groups:
             if event["type"] == "transfer.update" and not _throttle.allow(event, group):
-                continue
-            try:
-                async_to_sync(layer.group_send)(group, dict(event))
-            except Exception:  # noqa: BLE001 - a notification must never break a write
-                log.warning("could not publish %s to %s", event["type"], group, exc_info=True)
+                continue  # held: goes out when the group's interval ends, unless a newer one did
+            _send(group, event)
 
     transaction.on_commit(send)
 
