@@ -125,6 +125,7 @@ class NodeFilesView(GenericAPIView):
             201: FileInfoSerializer,
             409: OpenApiResponse(description=f"The name exists (and overwrite is not set), or {ELSEWHERE}."),
             413: OpenApiResponse(description="The file is larger than CASTRAY_MAX_UPLOAD_SIZE."),
+            507: NO_ROOM,
         },
     )
     def post(self, request: Request, name: str) -> Response:

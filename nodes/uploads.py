@@ -9,7 +9,9 @@ computes its manifest while the bytes arrive. The view then gives it its final n
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +34,18 @@ class UploadTooLarge(DomainError):
     def __init__(self, limit: int) -> None:
         limit_text = format_size(limit)
         super().__init__("file", f"the upload is larger than the limit of {limit_text} (CASTRAY_MAX_UPLOAD_SIZE)")
+
+
+class UploadNoRoom(DomainError):
+    status = 507
+
+    def __init__(self, free: int | None = None) -> None:
+        said = f": it has {format_size(free)} free" if free is not None else " while writing the upload"
+        super().__init__("file", f"no space left on device (ENOSPC) in the node's storage{said}; free some space")
+
+
+def free_space(root: Path) -> int:
+    return shutil.disk_usage(root).free
 
 
 class StagedUpload(UploadedFile):
@@ -70,6 +84,10 @@ class StorageUploadHandler(FileUploadHandler):
         # Refuse before reading a byte when the client says how much it will send.
         if content_length and content_length > self.limit + FORM_OVERHEAD:
             raise UploadTooLarge(self.limit)
+        if content_length:
+            free = free_space(self.root)
+            if content_length > free + FORM_OVERHEAD:
+                raise UploadNoRoom(free)
         return None
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
@@ -86,15 +104,17 @@ class StorageUploadHandler(FileUploadHandler):
         if self.received > self.limit:
             self.cleanup()
             raise UploadTooLarge(self.limit)
-        self.handle.write(raw_data)
+        with self.no_room_is_507():
+            self.handle.write(raw_data)
         self.digester.update(raw_data)
         return None
 
     def file_complete(self, file_size: int) -> StagedUpload | None:
         if self.handle is None or self.path is None:
             return None
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
+        with self.no_room_is_507():
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
         self.handle.close()
         self.handle = None
         return StagedUpload(
@@ -104,6 +124,17 @@ class StorageUploadHandler(FileUploadHandler):
             content_type=self.content_type or "application/octet-stream",
             manifest=self.digester.manifest(),
         )
+
+    @contextlib.contextmanager
+    def no_room_is_507(self) -> Any:
+        """A disk that fills while the bytes arrive: the staged file goes and the client hears why."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.cleanup()
+            raise UploadNoRoom() from None
 
     def upload_interrupted(self) -> None:
         self.cleanup()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from dataplane.storage import META_DIR, ManifestCache, compute_manifest
 from nodes.models import Node
 from nodes.services import node_create
 from tests.helpers import sha256_of
+from tests.tmpfs import small_tmpfs
 from transfers.models import Transfer
 from transfers.services import transfer_create
 
@@ -110,6 +112,32 @@ def test_an_upload_over_the_limit_without_a_telling_content_length_is_cut_off(ap
     assert response.status_code == 413
     assert not (Path(node.storage_root) / "edge.bin").exists()
     assert not list((Path(node.storage_root) / META_DIR / "staging").iterdir())
+
+
+def test_an_upload_larger_than_the_free_space_is_507_and_leaves_nothing(api, node) -> None:
+    with small_tmpfs(Path(node.storage_root), "4m") as root:
+        response = upload(api, "node_1", os.urandom(6 * 1024 * 1024), name="big.bin")
+        assert response.status_code == 507, response.json()
+        assert "no space left on device" in response.json()["message"]
+        assert not (root / "big.bin").exists()
+        staging = root / META_DIR / "staging"
+        assert not staging.exists() or not list(staging.iterdir())
+
+
+def test_a_disk_that_fills_during_an_upload_is_507_and_the_staged_file_goes(api, node, monkeypatch) -> None:
+    # Another writer takes the space after the up-front check: the write itself runs out.
+    from nodes import uploads
+
+    monkeypatch.setattr(uploads, "free_space", lambda root: 1 << 40)
+    with small_tmpfs(Path(node.storage_root), "4m") as root:
+        response = upload(api, "node_1", os.urandom(6 * 1024 * 1024), name="big.bin")
+        assert response.status_code == 507, response.json()
+        assert "while writing the upload" in response.json()["message"]
+        assert not (root / "big.bin").exists()
+        assert not list((root / META_DIR / "staging").iterdir())
+        assert shutil.disk_usage(root).used < 1024 * 1024  # the tmpfs is not left full
+        # Space is back: a file that fits goes through.
+        assert upload(api, "node_1", os.urandom(1024 * 1024), name="fits.bin").status_code == 201
 
 
 @pytest.mark.parametrize(
