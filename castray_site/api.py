@@ -10,6 +10,7 @@ import django_filters
 from django import forms
 from django.db import models
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
@@ -118,3 +119,30 @@ class FilterBackend(DjangoFilterBackend):
     """django-filter for `filterset_fields`, with the strict booleans above."""
 
     filterset_base = FilterSet
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """DRF's ordering, except that a field it cannot order by is a 400 naming the fields it can.
+
+    DRF drops unknown fields and answers in the default order: a client that mistyped one
+    would read a list in an order it did not ask for and not know it.
+    """
+
+    def remove_invalid_fields(self, queryset: Any, fields: list[str], view: Any, request: Request) -> list[str]:
+        valid = {name for name, _ in self.get_valid_fields(queryset, view, {"request": request})}
+        unknown = [term for term in fields if term.removeprefix("-") not in valid]
+        if unknown:
+            raise ValidationError(
+                {self.ordering_param: [f"cannot order by {', '.join(unknown)}; use {', '.join(sorted(valid))}"]}
+            )
+        return fields
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        context = {"request": getattr(view, "request", None)}
+        fields = sorted(name for name, _ in self.get_valid_fields(getattr(view, "queryset", None), view, context))
+        term = "-?(" + "|".join(re.escape(name) for name in fields) + ")"
+        for parameter in parameters:  # the schema says which terms are accepted
+            parameter["schema"]["pattern"] = f"^{term}(,{term})*$"
+            parameter["description"] = f"Comma-separated, `-` for descending: {', '.join(fields)}."
+        return parameters

@@ -170,6 +170,12 @@ def test_transfers_filter_search_and_order(api, nodes4) -> None:
     assert ids("source=node_1&cast_type=multicast") == [b]
     assert ids("ordering=-priority") == [b, a]
     assert ids("ordering=created_at") == [b, a]
+    assert ids("ordering=-status,id") == [b, a]  # "queued" after "completed", descending
+    # A field it cannot order by is named, not ignored.
+    refused = api.get("/api/v1/transfers/?ordering=-prority")
+    assert refused.status_code == 400
+    assert "cannot order by -prority" in refused.json()["message"]
+    assert api.get("/api/v1/transfers/?ordering=requested_by__password").status_code == 400
     assert ids("search=hello") == [a, b]
     since = (timezone.now() - timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert ids(f"created_after={since}") == [a]

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from castray_site.api import BooleanFilter
+from castray_site.api import BooleanFilter, OrderingFilter
 from castray_site.errors import Conflict
 from transfers.models import Delivery, Message, Target, Transfer
 from transfers.serializers import MessageSerializer, TargetDetailSerializer, TransferSerializer
@@ -70,7 +70,7 @@ class TransferViewSet(
 ):
     queryset = transfers_for_api()
     serializer_class = TransferSerializer
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter, filters.SearchFilter]
+    filter_backends = [DjangoFilterBackend, OrderingFilter, filters.SearchFilter]
     filterset_class = TransferFilter
     ordering_fields = ["id", "created_at", "priority", "status", "size", "finished_at"]
     search_fields = ["file_name"]
