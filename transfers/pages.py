@@ -222,7 +222,17 @@ def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
         "finished_at": iso(transfer.finished_at),
         "duration": transfer.duration,
         "rate": transfer.rate,
-        "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],
+        "files": transfer.files,  # a directory cast's, once the source answered
+        "targets": [
+            {
+                "id": t.pk,
+                "node": t.node.name,
+                "status": t.status,
+                "bytes_done": t.bytes_done,
+                "files_done": t.files_done,
+            }
+            for t in targets
+        ],
         "final": transfer.status in Transfer.FINAL,
         "tree": transfer.tree,
         # The rate chart's samples per target, and the rule the page adds live ones by.
