@@ -112,6 +112,7 @@ class CastSteps(MoveSteps):
                 tree=tree,
                 chunk_size=chunk,
                 files=run.info.files if run.info.kind == "directory" else None,
+                manifest=run.info.manifest,
             )
             record_bounds(transfer, run.info.size, self.config)
         else:

@@ -185,6 +185,7 @@ class FileInfo:
     sha256: str  # a directory: the digest of its manifest, which names the version
     kind: str = "file"  # or "directory"
     files: int = 0  # a directory: its regular files
+    manifest: tuple[tuple[str, int, str], ...] = ()  # a directory: (path, size, sha256) of each file
 
 
 @dataclass(frozen=True)

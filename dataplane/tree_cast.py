@@ -20,7 +20,8 @@ from dataplane.tree_wire import send_tree_children, tree_offer
 def tree_info(root: Path, manifests: ManifestCache, name: str, chunk_size: int) -> FileInfo:
     """Size, file count and version digest of the directory `name` (its files hashed once, then cached)."""
     manifest = build_manifest(root, manifests, name, chunk_size)
-    return FileInfo(name, manifest.size, manifest.digest(), kind="directory", files=len(manifest.files))
+    files = tuple((e.path, e.size, e.sha256) for e in manifest.files)
+    return FileInfo(name, manifest.size, manifest.digest(), kind="directory", files=len(files), manifest=files)
 
 
 def cast_tree(

@@ -7,7 +7,9 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from nodes.files import StorageError, list_files, local_root
+from dataplane.storage import UnsafePath
+from nodes.browse import DirEntry, list_dir
+from nodes.files import StorageError, local_root
 from nodes.models import Node
 from transfers.models import Delivery, Transfer
 from transfers.selectors import status_snapshot
@@ -37,19 +39,37 @@ def node_detail(request: HttpRequest, name: str) -> HttpResponse:
         .select_related("message", "message__sender")
         .order_by("-message__created_at", "-id")[:RECENT_SHOWN]
     )
-    try:
-        files, files_problem = list_files(local_root(node)), ""
-    except StorageError as exc:
-        files, files_problem = [], exc.message
+    directory = request.GET.get("dir", "")
+    if len(directory) > 1 and directory.endswith("/"):
+        directory = directory[:-1]  # "ckpt/" is ckpt; "/" stays, and is refused as absolute
+    entries, files_problem = _browse(node, directory)
     return render(
         request,
         "castray/node_detail.html",
         {
             "node": node,
             "stats": stats,
-            "files": files,
+            "entries": entries,
             "files_problem": files_problem,
+            "directory": directory,
+            "crumbs": _crumbs(directory),
             "transfers": transfers,
             "inbox": inbox,
         },
     )
+
+
+def _browse(node: Node, directory: str) -> tuple[list[DirEntry], str]:
+    """What `directory` of the node's storage holds, or why it cannot be shown."""
+    try:
+        return list_dir(local_root(node), directory), ""
+    except StorageError as exc:
+        return [], exc.message
+    except (UnsafePath, OSError) as exc:
+        return [], str(exc)
+
+
+def _crumbs(directory: str) -> list[tuple[str, str]]:
+    """(name, path) of each directory on the way to `directory`, for links back up."""
+    parts = directory.split("/") if directory else []
+    return [(part, "/".join(parts[: i + 1])) for i, part in enumerate(parts)]

@@ -362,3 +362,15 @@ def test_favicon_ico_is_served(client: Client) -> None:
     assert response["Content-Type"].startswith("image/svg+xml")
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert b"<svg" in body
+
+
+def test_a_directory_casts_page_shows_files_done_beside_bytes(browser: Client, finished_cast: Transfer) -> None:
+    single = browser.get(f"/transfers/{finished_cast.pk}/").content.decode()
+    assert 'id="total-files" hidden' in single and 'data-field="files" hidden' in single
+    Transfer.objects.filter(pk=finished_cast.pk).update(is_directory=True, files=3)
+    Target.objects.filter(transfer=finished_cast, node__name="node_2").update(files_done=3)
+    Target.objects.filter(transfer=finished_cast, node__name="node_3").update(files_done=1)
+    text = browser.get(f"/transfers/{finished_cast.pk}/").content.decode()
+    assert 'id="total-files" hidden' not in text and "a directory of <span" in text
+    assert f'href="/api/v1/transfers/{finished_cast.pk}/files/"' in text
+    assert "<br>3 / 3 files</span>" in text and "<br>1 / 3 files</span>" in text

@@ -102,7 +102,8 @@ def page() -> Iterator[Any]:
         assert not errors, errors
 
 
-def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer, page: Any) -> None:
+def open_transfer_page(page_server: PageServer, page: Any) -> None:
+    """Log in, open the cast's page, and wait until its live feed is connected."""
     from playwright.sync_api import expect
 
     page.goto(page_server.url + "/accounts/login/")
@@ -110,10 +111,15 @@ def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer,
     page.fill("input[name=password]", "admin-password")
     page.click("button[type=submit]")
     page.wait_for_url(page_server.url + "/")
-
-    # Opened while the cast is queued: nothing is known yet.
     page.goto(f"{page_server.url}/transfers/{page_server.transfer}/")
     expect(page.locator("#live-state")).to_have_text("live")
+
+
+def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    # Opened while the cast is queued: nothing is known yet.
+    open_transfer_page(page_server, page)
     expect(page.locator("#tree-empty")).to_be_visible()
     page.evaluate("window.stillTheSamePage = true")
     row = {name: page.locator(f'#targets tr[data-node="{name}"]') for name in ("node_2", "node_3")}
@@ -148,6 +154,44 @@ def test_a_running_casts_page_fills_in_without_a_reload(page_server: PageServer,
     # The source's bytes are recorded as a round ends: not "0 B" meanwhile.
     expect(page.locator("#source-bytes")).to_have_text("—")
     expect(page.locator("#rate-chart svg path.line")).to_have_count(1)
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_a_directory_casts_files_done_follow_its_bytes(page_server: PageServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    open_transfer_page(page_server, page)
+    # The kind is known once the source answers: until then no file counts are shown.
+    expect(page.locator("#total-files")).to_be_hidden()
+    page.evaluate("window.stillTheSamePage = true")
+    files = {
+        name: page.locator(f'#targets tr[data-node="{name}"] [data-field="files"]') for name in ("node_2", "node_3")
+    }
+    expect(files["node_2"]).to_be_hidden()
+
+    page_server.do("claim")
+    manifest = [[f"shard-{i}.bin", 10 * MiB, f"{i:064x}"] for i in range(12)]
+    tree = {"root": "node_1", "fan_out": 2, "edges": [["node_1", "node_2"], ["node_1", "node_3"]]}
+    page_server.do(
+        "start",
+        {"size": 120 * MiB, "sha256": "cd" * 32, "tree": tree, "chunk_size": MiB, "files": 12, "manifest": manifest},
+    )
+    expect(page.locator("#total-files")).to_contain_text("a directory of 12 files")
+    expect(files["node_2"]).to_have_text("0 / 12 files")
+
+    now = time.time()
+    rows = {
+        "node_2": {"status": "receiving", "bytes_done": 30 * MiB, "bytes_received": 30 * MiB, "files_done": 3},
+        "node_3": {"status": "receiving", "bytes_done": 70 * MiB, "bytes_received": 10 * MiB, "files_done": 7},
+    }
+    page_server.do("progress", {name: {**r, "started": now - 1, "updated": now} for name, r in rows.items()})
+    expect(files["node_2"]).to_have_text("3 / 12 files")
+    expect(files["node_3"]).to_have_text("7 / 12 files")
+    expect(page.locator('#targets tr[data-node="node_3"] [data-field="bytes"]')).to_have_text("70 MiB")
+    page_server.do(
+        "progress", {"node_2": {**rows["node_2"], "bytes_done": 50 * MiB, "files_done": 5, "updated": now + 1}}
+    )
+    expect(files["node_2"]).to_have_text("5 / 12 files")
     assert page.evaluate("window.stillTheSamePage") is True
 
 

@@ -3,6 +3,7 @@ only the changed file (read off the record), mirror, and the API's view of it.""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def test_a_tree_reaches_three_nodes_identical_and_a_recast_moves_only_the_change
     assert worker.run_until(finished(transfer), timeout=120)
     assert transfer.status == Transfer.Status.COMPLETED, (transfer.error, list(transfer.targets.values()))
     assert transfer.is_directory and transfer.files == 6
+    # The manifest the source reported is kept: each file's path, size and SHA-256.
+    recorded = {f.path: (f.size, f.sha256) for f in transfer.manifest_files.all()}
+    on_disk = {p.relative_to(top).as_posix(): p for p in top.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert sorted(recorded) == sorted(on_disk)
+    assert recorded["big.bin"] == (3 * CHUNK + 1, hashlib.sha256(on_disk["big.bin"].read_bytes()).hexdigest())
     for node in nodes[1:]:
         assert snapshot((Path(node.storage_root) / "ckpt").resolve()) == snapshot(top), node.name
         assert not list(versions_dir(Path(node.storage_root), "ckpt").glob("staging-*"))

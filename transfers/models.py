@@ -190,6 +190,25 @@ class Target(models.Model):
         return f"{self.node_id} of #{self.transfer_id} ({self.status})"
 
 
+class TransferFile(models.Model):
+    """One regular file of a directory cast's manifest, as the source reported it at the start.
+
+    Per target only counts are recorded (Target.files_done, files_skipped): which file a
+    target held already, or which one failed, is not known here.
+    """
+
+    transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="manifest_files")
+    path = models.CharField(max_length=4096, help_text="Relative to the directory, '/'-separated.")
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["transfer_id", "path", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.path} of #{self.transfer_id}"
+
+
 class Message(models.Model):
     """A short text or JSON message cast to one node, a group or every online node."""
 

@@ -1,5 +1,6 @@
-"""The cast form of the web pages: a source and a file (existing, uploaded or generated),
-targets (nodes, a group or every online node), mode and options."""
+"""The cast form of the web pages: a source and what it sends (a file or directory in its
+storage, an upload, a generated file, or a URL it fetches first), targets (nodes, a group or
+every online node), mode and options."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ from nodes.files import StorageError, local_root
 from nodes.models import Node, NodeGroup
 from transfers.models import Transfer
 from transfers.services import CastError, resolve_targets
+from transfers.services.origins import origin_check
 
-FILE_SOURCES = [("existing", "A file in its storage"), ("upload", "Upload a file"), ("generate", "Generate a file")]
+FILE_SOURCES = [
+    ("existing", "A file or directory in its storage"),
+    ("upload", "Upload a file"),
+    ("generate", "Generate a file"),
+    ("url", "Fetch from a URL"),
+]
 TARGET_CHOICES = [("nodes", "Chosen nodes"), ("group", "A group"), ("all", "All online nodes")]
 MODES = [
     (Transfer.Mode.TCP, "TCP relay tree"),
@@ -37,6 +44,13 @@ class CastForm(forms.Form):
         choices=[(c, c) for c in CONTENT_TYPES], initial="random", required=False, label="Content"
     )
     gen_name = forms.CharField(required=False, max_length=200, label="Name", help_text="Empty: a name from the size.")
+    origin = forms.CharField(
+        required=False, max_length=4096, label="URL", help_text="http://, https:// or s3://bucket/key (or prefix/)"
+    )
+    origin_name = forms.CharField(
+        required=False, max_length=1024, label="Name in the source's storage", help_text="Empty: the URL's last part."
+    )
+    mirror = forms.BooleanField(required=False, label="Mirror a directory")
     overwrite = forms.BooleanField(required=False, label="Replace a file of that name")
     target_choice = forms.ChoiceField(choices=TARGET_CHOICES, initial="nodes", widget=forms.RadioSelect)
     targets = forms.ModelMultipleChoiceField(
@@ -75,7 +89,9 @@ class CastForm(forms.Form):
         data = super().clean()
         how = data.get("file_source")
         if how == "existing" and not data.get("file_name"):
-            self.add_error("file_name", "choose a file from the source's storage")
+            self.add_error("file_name", "choose a file or directory from the source's storage")
+        if how == "url":
+            self._check_origin(data)
         if how == "upload" and not data.get("upload"):
             self.add_error("upload", "choose a file to upload")
         if how == "generate" and not data.get("gen_content"):
@@ -108,6 +124,18 @@ class CastForm(forms.Form):
             data["new_name"] = self._new_name(data)
             self._check_name_free(source, data["new_name"], "gen_name" if how == "generate" else "upload")
         return data
+
+    def _check_origin(self, data: dict[str, Any]) -> None:
+        """The URL and the name it is fetched to, as the API checks them; recorded without credentials."""
+        if not data.get("origin"):
+            self.add_error("origin", "give an http://, https:// or s3:// URL for the source to fetch")
+            return
+        try:
+            data["origin"], data["origin_name"] = origin_check(
+                url=data["origin"], file_name=data.get("origin_name", "")
+            )
+        except CastError as exc:
+            self.add_error("origin" if exc.field == "origin" else "origin_name", exc.message)
 
     def chosen_targets(self) -> dict[str, Any]:
         """The form's target choice as resolve_targets and transfer_create take it."""

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from castray_site.lib import iso
 from clusters.models import Cluster
 from dataplane.storage import Digester
+from nodes.browse import DirEntry, castable_dirs
 from nodes.file_services import check_room, file_generate, file_place, staging_path
 from nodes.files import FileInfo, StorageError, list_files, local_root
 from nodes.models import Node, NodeGroup
@@ -109,6 +110,8 @@ def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
     how = data["file_source"]
     if how == "existing":
         return data["file_name"]
+    if how == "url":
+        return data["origin_name"]  # the source fetches it when the cast starts
     if how == "upload":
         return _store_upload(source, data["upload"], data["new_name"], overwrite=data["overwrite"]).name
     size, content = data["gen_size"], data["gen_content"]
@@ -117,11 +120,13 @@ def _file_for_cast(request: HttpRequest, form: CastForm) -> str:
     return info.name
 
 
-def _castable_files(node: Node) -> list[FileInfo]:
+def _castable(node: Node) -> tuple[list[DirEntry], list[FileInfo]]:
+    """The directories and files the node may cast, when its storage is on this host."""
     try:
-        return [f for f in list_files(local_root(node)) if not f.partial]
+        root = local_root(node)
+        return castable_dirs(root), [f for f in list_files(root) if not f.partial]
     except StorageError:
-        return []  # storage on another host (or not created yet): upload or generate instead
+        return [], []  # storage on another host (or not created yet): upload, generate or fetch instead
 
 
 @login_required
@@ -141,6 +146,8 @@ def cast(request: HttpRequest) -> HttpResponse:
                 priority=data["priority"] or 0,
                 fan_out=data["fan_out"] or 0,
                 dest_name=data["dest_name"],
+                origin=data["origin"] if data["file_source"] == "url" else "",
+                mirror=data["mirror"],
             )
         except CastError as exc:
             field = exc.field if exc.field in form.fields else None
@@ -160,7 +167,7 @@ def cast(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "sources": sources,
-            "files": {node.name: _castable_files(node) for node in sources},
+            "files": {node.name: _castable(node) for node in sources},
             "groups": NodeGroup.objects.annotate(members=Count("nodes")),
             "presets": PRESETS,
         },
@@ -215,7 +222,17 @@ def transfer_detail(request: HttpRequest, transfer_id: int) -> HttpResponse:
         "finished_at": iso(transfer.finished_at),
         "duration": transfer.duration,
         "rate": transfer.rate,
-        "targets": [{"id": t.pk, "node": t.node.name, "status": t.status, "bytes_done": t.bytes_done} for t in targets],
+        "files": transfer.files,  # a directory cast's, once the source answered
+        "targets": [
+            {
+                "id": t.pk,
+                "node": t.node.name,
+                "status": t.status,
+                "bytes_done": t.bytes_done,
+                "files_done": t.files_done,
+            }
+            for t in targets
+        ],
         "final": transfer.status in Transfer.FINAL,
         "tree": transfer.tree,
         # The rate chart's samples per target, and the rule the page adds live ones by.

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from nodes.files import source_file_problem
 from nodes.serializers import FileInfoSerializer, GroupNameField, NodeNameField, validated_file_name
-from transfers.models import Delivery, Message, Target, Transfer
+from transfers.models import Delivery, Message, Target, Transfer, TransferFile
 from transfers.services.origins import origin_check
 from transfers.services.targets import CastError
 
@@ -185,6 +185,15 @@ class TransferSerializer(serializers.ModelSerializer):
         if problem:
             raise serializers.ValidationError({"file_name": problem})
         return attrs
+
+
+class TransferFileSerializer(serializers.ModelSerializer):
+    """One file of a directory cast, as the source's manifest named it when the cast started."""
+
+    class Meta:
+        model = TransferFile
+        fields = ["path", "size", "sha256"]
+        read_only_fields = fields
 
 
 class DeliverySerializer(serializers.ModelSerializer):

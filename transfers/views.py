@@ -14,7 +14,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -22,7 +23,12 @@ from rest_framework.serializers import BaseSerializer
 from castray_site.api import BooleanFilter, OrderingFilter
 from castray_site.errors import Conflict
 from transfers.models import Delivery, Message, Target, Transfer
-from transfers.serializers import MessageSerializer, TargetDetailSerializer, TransferSerializer
+from transfers.serializers import (
+    MessageSerializer,
+    TargetDetailSerializer,
+    TransferFileSerializer,
+    TransferSerializer,
+)
 from transfers.services import message_create, transfer_cancel, transfer_create, transfer_retry
 
 
@@ -120,6 +126,28 @@ class TransferViewSet(
         retry = transfer_retry(transfer=self.get_object(), requested_by=request.user)
         data = self.get_serializer(transfers_for_api().get(pk=retry.pk)).data
         return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        filters=False,
+        responses={
+            200: TransferFileSerializer(many=True),
+            404: OpenApiResponse(description="No such transfer, or it is not a directory cast (yet)."),
+        },
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], serializer_class=TransferFileSerializer)
+    def files(self, request: Request, pk: str | None = None) -> Response:
+        """A directory cast's files (path, size, SHA-256), paginated, as the source named them at the start.
+
+        Only counts are recorded per target (files_done, files_skipped), not which files.
+        """
+        transfer = get_object_or_404(Transfer.objects.only("id", "is_directory"), pk=pk)
+        if not transfer.is_directory:
+            raise NotFound(
+                f"transfer #{transfer.pk} is not a directory cast, or its source has not answered yet: "
+                "it has no file listing"
+            )
+        page = self.paginate_queryset(transfer.manifest_files.order_by("path", "id"))
+        return self.get_paginated_response(TransferFileSerializer(page, many=True).data)
 
 
 @extend_schema_field(OpenApiTypes.INT)

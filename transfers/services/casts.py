@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from django.utils import timezone
 from dataplane.storage import clean_name
 from nodes.models import Node, NodeGroup
 from transfers.events import publish_transfer
-from transfers.models import Target, Transfer
+from transfers.models import Target, Transfer, TransferFile
 from transfers.services.counters import counted
 from transfers.services.origins import origin_check
 from transfers.services.targets import RESULT_FIELDS, CastError, record_result, resolve_targets, targets_record
@@ -165,8 +165,9 @@ def transfer_start(
     tree: dict[str, Any],
     chunk_size: int,
     files: int | None = None,
+    manifest: Sequence[tuple[str, int, str]] = (),
 ) -> Transfer:
-    """The first round starts: record what the source said (a directory: its file count too)."""
+    """The first round starts: record what the source said (a directory: its file count and files)."""
     transfer.is_directory = files is not None
     transfer.files = files
     transfer.size = size
@@ -175,6 +176,12 @@ def transfer_start(
     transfer.chunk_size = chunk_size
     transfer.attempts += 1
     transfer.save(update_fields=["size", "sha256", "tree", "chunk_size", "attempts", "is_directory", "files"])
+    # A recovered cast starts again from the source's answer: its manifest replaces the old one.
+    transfer.manifest_files.all().delete()
+    TransferFile.objects.bulk_create(
+        (TransferFile(transfer=transfer, path=path, size=size, sha256=sha) for path, size, sha in manifest),
+        batch_size=2000,
+    )
     now = timezone.now()
     transfer.targets.exclude(status__in=Target.FINAL).update(
         status=Target.Status.RECEIVING, started_at=now, attempts=transfer.attempts

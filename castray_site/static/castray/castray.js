@@ -184,6 +184,7 @@
     let series = {}; // target id -> its samples
     for (const [id, samples] of Object.entries(data.samples || {})) series[id] = samples.slice();
     let size = data.size;
+    let files = data.files; // a directory cast's regular files; null for a file, or until the source answers
     let final = data.final;
     let treeShown = JSON.stringify(data.tree || {});
     let settle = 0;
@@ -236,6 +237,12 @@
     socket(`/ws/transfers/${data.id}`, (event) => {
       if (event.type !== "transfer.update") return;
       if (event.size !== null && event.size !== undefined) size = event.size;
+      if (event.files !== null && event.files !== undefined) files = event.files;
+      const filesTotal = $("#total-files");
+      if (files !== null && files !== undefined) {
+        setText($('[data-field="files"]', filesTotal), String(files));
+        filesTotal.hidden = false;
+      }
       setBadge($("#transfer-status"), event.status);
       setText($("#total-size"), fmt.size(size));
       const box = $("#transfer-error");
@@ -249,6 +256,12 @@
           const held = TARGET_DONE.includes(t.status) ? size || t.bytes_done : t.bytes_done;
           setBar(row, size ? held / size : TARGET_DONE.includes(t.status) ? 1 : 0, t.status);
           setText($('[data-field="bytes"]', row), fmt.size(held));
+          const filesDone = $('[data-field="files"]', row);
+          if (filesDone && files !== null && files !== undefined) {
+            // Files verified or already held, beside the bytes (a directory cast).
+            filesDone.replaceChildren(document.createElement("br"), `${t.files_done || 0} / ${files} files`);
+            filesDone.hidden = false;
+          }
           setText($('[data-field="rate"]', row), fmt.rate(t.rate));
           setText($('[data-field="error"]', row), t.error || "");
           if (t.parent !== undefined) setText($('[data-field="parent"]', row), t.parent || "—");
