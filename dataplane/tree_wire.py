@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
-import shutil
 import socket
 import stat
 import threading
@@ -36,9 +36,13 @@ from dataplane.tree import (
     TreeManifest,
     assemble,
     current_version,
+    drop_staging,
+    journal_of,
     publish,
+    read_journal,
     read_sums,
     staging_dir,
+    verified_elsewhere,
     write_sums,
 )
 
@@ -211,8 +215,8 @@ class TreeReceiver:
         current = current_version(self.root, name)
         staging = staging_dir(self.root, name, transfer)
         staging.mkdir(parents=True, exist_ok=True)
-        journal = staging.with_suffix(".journal")
-        verified = _read_journal(journal)
+        journal = journal_of(staging)
+        verified, elsewhere = read_journal(journal), verified_elsewhere(staging)
         held: list[int] = []
         sums = read_sums(current) if current is not None else {}
         for index, entry in enumerate(manifest.entries):
@@ -224,6 +228,8 @@ class TreeReceiver:
                 self.held[index] = current / entry.path
             elif verified.get(entry.path) == entry.sha256 and _sha_of(staged) == entry.sha256:
                 self.held[index] = staged  # verified by an earlier attempt; hashed again, never trusted blind
+            elif _adopt(elsewhere.get(entry.path, ()), entry, staged, journal):
+                self.held[index] = staged  # verified by an earlier cast that failed; hashed again too
             elif entry.size == 0:
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 staged.touch()
@@ -339,21 +345,23 @@ def _sha_of(path: Path) -> str:
         return ""
 
 
-def _read_journal(journal: Path) -> dict[str, str]:
-    try:
-        lines = journal.read_text().splitlines()
-    except OSError:
-        return {}
-    return dict(reversed(line.split(" ", 1)) for line in lines if " " in line)  # type: ignore[misc]
+def _adopt(candidates: Any, entry: Entry, staged: Path, journal: Path) -> bool:
+    """Hard-link into `staged` a copy of `entry` that another cast verified, if one still hashes right."""
+    for sha, path in candidates:
+        if sha == entry.sha256 and _sha_of(path) == entry.sha256:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.unlink(missing_ok=True)
+            os.link(path, staged)
+            with open(journal, "a") as log_file:
+                log_file.write(f"{entry.sha256} {entry.path}\n")
+            return True
+    return False
 
 
 def discard_staging(root: Path, name: str, transfer: int) -> None:
     """Drop what a cancelled or finished cast staged for `name`; the published version is untouched."""
-    if not name:
-        return
-    staging = staging_dir(root, name, transfer)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.with_suffix(".journal").unlink(missing_ok=True)
+    if name:
+        drop_staging(staging_dir(root, name, transfer))
 
 
 def send_tree_children(
