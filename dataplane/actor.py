@@ -41,7 +41,7 @@ from dataplane.partfile import remove_part, stale_parts
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
-from dataplane.tree_cast import cast_tree, discard_all_staging, tree_info
+from dataplane.tree_cast import cast_tree, discard_all_staging, expire_staging, tree_info
 from dataplane.udp import udp_cast
 
 log = logging.getLogger("castray.actor")
@@ -357,7 +357,7 @@ class CastNode:
         return True
 
     def expire_parts(self, max_age: float, keep: list[str]) -> list[str]:
-        """Remove `.part` files (and chunk records) idle for `max_age` seconds; return their names.
+        """Remove `.part` files (and chunk records) and directory staging idle for `max_age` seconds.
 
         A failed or abandoned receive keeps its `.part` so that a retry resumes from it; one that
         no cast in `keep` (the names queued and running casts will write) will resume only holds
@@ -373,7 +373,7 @@ class CastNode:
                     removed.append(name)
             finally:
                 lock.release()
-        return removed
+        return removed + expire_staging(self.root, max_age, time.time(), keep)
 
     def generate_file(self, name: str, size: int, content: str, chunk_size: int) -> FileInfo:
         """Write a file of exactly `size` bytes and record its manifest while writing."""

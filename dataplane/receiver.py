@@ -26,7 +26,16 @@ from dataplane.hashing import SLICE, SliceHasher, crc_of_range, fsync_dir, sha_o
 from dataplane.inbox import Inbox
 from dataplane.partfile import PartRecord
 from dataplane.sender import ChunkSource, send_children
-from dataplane.storage import PART_SUFFIX, Manifest, ManifestCache, UnsafePath, checksum, chunk_count, resolve_in
+from dataplane.storage import (
+    PART_SUFFIX,
+    Manifest,
+    ManifestCache,
+    UnsafePath,
+    checksum,
+    chunk_count,
+    no_space,
+    resolve_in,
+)
 from dataplane.tree_wire import TreeReceiver
 from dataplane.udp import udp_receive
 
@@ -140,7 +149,7 @@ class Receiver:
                 results.setdefault(key, row)
         try:
             wire.send_json(sock, {"results": results_to_wire(results)})
-            _drain(sock, self.limits.io_timeout)
+            wire.drain(sock, self.limits.io_timeout)
         except OSError:
             pass
 
@@ -346,22 +355,3 @@ class Receiver:
             limits=self.limits,
             counters=self.counters,
         )
-
-
-def no_space(free: int, need: int | None = None) -> str:
-    wanted = f"the file needs {need:,} bytes, " if need is not None else ""
-    return f"no space left on device (ENOSPC): {wanted}{free:,} bytes free in the node's storage"
-
-
-def _drain(sock: socket.socket, timeout: float) -> None:
-    """Read what the sender still sends until it closes, after the result went out.
-
-    A receiver that fails mid-file answers at once; closing with chunks unread would reset the
-    connection, and the sender would report "connection reset" instead of the reason. The
-    sender stops within a chunk once it sees the answer.
-    """
-    sock.shutdown(socket.SHUT_WR)
-    sock.settimeout(timeout)
-    buf = bytearray(256 * 1024)
-    while sock.recv_into(buf):
-        pass

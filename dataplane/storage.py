@@ -227,3 +227,8 @@ def manifest_for(root: Path, manifests: ManifestCache, name: str, chunk_size: in
     if not path.is_file():
         raise FileNotFoundError(f"{name} does not exist in this node's storage")
     return path, manifests.get(name, path, chunk_size)
+
+
+def no_space(free: int, need: int | None = None, what: str = "the file") -> str:
+    wanted = f"{what} needs {need:,} bytes, " if need is not None else ""
+    return f"no space left on device (ENOSPC): {wanted}{free:,} bytes free in the node's storage"

@@ -160,6 +160,60 @@ def staging_dir(root: Path, name: str, transfer: int) -> Path:
     return versions_dir(root, name) / f"staging-{transfer}"
 
 
+def journal_of(staging: Path) -> Path:
+    """The list of files a receive verified in `staging` (SHA-256 and path a line), beside it."""
+    return staging.with_suffix(".journal")
+
+
+def read_journal(journal: Path) -> dict[str, str]:
+    """path -> SHA-256 of the files a journal records as verified."""
+    try:
+        lines = journal.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(reversed(line.split(" ", 1)) for line in lines if " " in line)  # type: ignore[misc]
+
+
+def verified_elsewhere(staging: Path) -> dict[str, list[tuple[str, Path]]]:
+    """path -> (SHA-256, file) verified by earlier casts of the same name in their own staging.
+
+    A receive that failed keeps its staging (its retry is a new cast, with a staging of its
+    own), so the retry can take the files it verified instead of asking for them again.
+    """
+    found: dict[str, list[tuple[str, Path]]] = {}
+    for journal in sorted(staging.parent.glob("staging-*.journal")):
+        if journal != journal_of(staging):
+            for path, sha in read_journal(journal).items():
+                found.setdefault(path, []).append((sha, journal.with_suffix("") / path))
+    return found
+
+
+def sha_of(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return ""
+
+
+def adopt_verified(candidates: list[tuple[str, Path]] | tuple[()], entry: Entry, staged: Path, journal: Path) -> bool:
+    """Hard-link into `staged` a copy of `entry` that another cast verified, if one still hashes right."""
+    for sha, path in candidates:
+        if sha == entry.sha256 and sha_of(path) == entry.sha256:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.unlink(missing_ok=True)
+            os.link(path, staged)
+            with open(journal, "a") as log_file:
+                log_file.write(f"{entry.sha256} {entry.path}\n")
+            return True
+    return False
+
+
+def drop_staging(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    journal_of(staging).unlink(missing_ok=True)
+
+
 def current_version(root: Path, name: str) -> Path | None:
     """The directory `name` shows now (a version, or a plain directory), if any."""
     try:
@@ -223,9 +277,13 @@ def publish(root: Path, name: str, staging: Path, version: str) -> Path:
     _fsync_dir(link.parent)
     keep = {final.name} | ({Path(previous).name} if previous else set())
     for old in versions.iterdir():
-        if old.name.endswith(SUMS) and old.name.removesuffix(SUMS) not in keep:
+        if old.name.startswith("staging-"):
+            # What earlier failed receives of `name` kept for a retry: this version supersedes it
+            # (the caller holds the name's lock, so none of them is being received into now).
+            drop_staging(versions / old.name.removesuffix(".journal"))
+        elif old.name.endswith(SUMS) and old.name.removesuffix(SUMS) not in keep:
             old.unlink(missing_ok=True)
-        elif old.is_dir() and old.name not in keep and not old.name.startswith("staging-"):
+        elif old.is_dir() and old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
     return final
 

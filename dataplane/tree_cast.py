@@ -6,14 +6,13 @@ hold the manifest, the protocol and the publishing). Must not import Django.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from dataplane.contract import CastPlan, CastResult, FileInfo, fail_subtree
 from dataplane.flow import Counters, Limits
 from dataplane.storage import META_DIR, ManifestCache
-from dataplane.tree import TREES, build_manifest
+from dataplane.tree import TREES, build_manifest, drop_staging, journal_of, read_journal, versions_dir
 from dataplane.tree_wire import send_tree_children, tree_offer
 
 
@@ -59,11 +58,32 @@ def cast_tree(
 
 
 def discard_all_staging(root: Path, transfer: int) -> None:
-    """Drop every version `transfer` staged on this node and did not publish (a failed or cancelled cast)."""
+    """Drop what `transfer` staged on this node and did not publish, unless a retry can use it.
+
+    A receive that verified files before it failed (its actor killed, its link broken) keeps
+    them: a retry is a new cast, and takes them instead of asking for them again
+    (`verified_elsewhere`). The next version published under the name, or `expire_staging`,
+    drops them.
+    """
     trees = Path(root) / META_DIR / TREES
     if not trees.is_dir():
         return
     for staged in trees.glob(f"*/staging-{transfer}"):
-        shutil.rmtree(staged, ignore_errors=True)
-    for journal in trees.glob(f"*/staging-{transfer}.journal"):
-        journal.unlink(missing_ok=True)
+        if not read_journal(journal_of(staged)):
+            drop_staging(staged)
+
+
+def expire_staging(root: Path, max_age: float, now: float, keep: list[str]) -> list[str]:
+    """Drop staging idle for `max_age` seconds, except of the names in `keep`; return what went."""
+    trees = Path(root) / META_DIR / TREES
+    kept = {versions_dir(root, name).name for name in keep}
+    removed = []
+    for staged in sorted(trees.glob("*/staging-*")) if trees.is_dir() else ():
+        if staged.suffix or staged.parent.name in kept:
+            continue
+        journal = journal_of(staged)
+        touched = max(staged.lstat().st_mtime, journal.lstat().st_mtime if journal.exists() else 0)
+        if now - touched > max_age:
+            drop_staging(staged)
+            removed.append(str(staged.relative_to(root)))
+    return removed

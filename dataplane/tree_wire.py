@@ -15,9 +15,12 @@ is verified (dataplane/tree.py). Must not import Django.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import queue
+import select
 import shutil
 import socket
 import stat
@@ -30,15 +33,21 @@ from typing import Any
 from dataplane import wire
 from dataplane.contract import Hop, Results, TargetResult, fail_subtree, results_from_wire, results_to_wire
 from dataplane.flow import Counters, Limits, Progress
-from dataplane.storage import ManifestCache, checksum
+from dataplane.storage import ManifestCache, checksum, no_space
 from dataplane.tree import (
     Entry,
     TreeManifest,
+    adopt_verified,
     assemble,
     current_version,
+    drop_staging,
+    journal_of,
     publish,
+    read_journal,
     read_sums,
+    sha_of,
     staging_dir,
+    verified_elsewhere,
     write_sums,
 )
 
@@ -89,13 +98,16 @@ def send_tree(
             need = [int(i) for i in answer.get("need") or ()]
             sent = 0
             for index, offset, crc, data in frames_for(need):
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the receiver answered early (it failed, a full disk say): read why
                 limits.check(transfer)
                 if limits.egress:
                     limits.egress.consume(len(data))
                 sock.sendall(wire.CHUNK.pack(index, offset, len(data), crc) + data)
                 counters.add(transfer, len(data))
                 sent += len(data)
-            sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
+            else:
+                sock.sendall(wire.CHUNK.pack(wire.END_INDEX, 0, 0, 0))
             # Verification, one sync and the children come before the answer.
             sock.settimeout(limits.io_timeout + sent / (1024 * 1024))
             result = wire.recv_json(sock)
@@ -186,9 +198,14 @@ class TreeReceiver:
                 log.exception("tree receiver failed")
             # The sender may stop first: the link then breaks here before this node checks the flag.
             cancelled = isinstance(exc, ConnectionAbortedError) or self.transfer in self.limits.cancelled
+            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             outcome = TargetResult(status="cancelled" if cancelled else "failed", error=str(exc))
-            if cancelled:
+            if cancelled or full:
+                # A full disk, like a cancel: what was staged holds space the node needs for
+                # the files that fit; a retry after space was freed receives it again.
                 discard_staging(self.root, str(offer.get("name", "")), self.transfer)
+            if full:
+                outcome.error = exc.strerror if "ENOSPC" in str(exc.strerror) else no_space(self._free())
             for child in children:
                 child.put(None)
         results: Results = {}
@@ -202,17 +219,21 @@ class TreeReceiver:
                 results.setdefault(key, row)
         try:
             wire.send_json(sock, {"results": results_to_wire(results)})
+            wire.drain(sock, self.limits.io_timeout)  # so that the sender reads the reason, not a reset
         except OSError:
             pass
         return results
+
+    def _free(self) -> int:
+        return shutil.disk_usage(self.root).free
 
     def _receive(self, sock: socket.socket, offer: dict[str, Any], target: int, children: list[_Child]) -> TargetResult:
         name, transfer, manifest = str(offer["name"]), self.transfer, self.manifest
         current = current_version(self.root, name)
         staging = staging_dir(self.root, name, transfer)
         staging.mkdir(parents=True, exist_ok=True)
-        journal = staging.with_suffix(".journal")
-        verified = _read_journal(journal)
+        journal = journal_of(staging)
+        verified, elsewhere = read_journal(journal), verified_elsewhere(staging)
         held: list[int] = []
         sums = read_sums(current) if current is not None else {}
         for index, entry in enumerate(manifest.entries):
@@ -222,14 +243,20 @@ class TreeReceiver:
             if current is not None and self._holds(current, name, entry, sums):
                 held.append(index)
                 self.held[index] = current / entry.path
-            elif verified.get(entry.path) == entry.sha256 and _sha_of(staged) == entry.sha256:
+            elif verified.get(entry.path) == entry.sha256 and sha_of(staged) == entry.sha256:
                 self.held[index] = staged  # verified by an earlier attempt; hashed again, never trusted blind
+            elif adopt_verified(elsewhere.get(entry.path, ()), entry, staged, journal):
+                self.held[index] = staged  # verified by an earlier cast that failed; hashed again too
             elif entry.size == 0:
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 staged.touch()
                 self.held[index] = staged
             else:
                 self.need.add(index)
+        # Refused before a byte is sent: a tree that cannot fit would only fill the disk.
+        wanted_bytes = sum(manifest.entries[i].size for i in self.need)
+        if wanted_bytes > self._free():
+            raise OSError(errno.ENOSPC, no_space(self._free(), wanted_bytes, "the tree"))
         files = manifest.files
         skipped_bytes = sum(manifest.entries[i].size for i in held)
         self.progress.set(
@@ -283,77 +310,61 @@ class TreeReceiver:
         """Take frames until END; return the bytes received."""
         received = 0
         open_file: tuple[int, Any, Any] | None = None  # index, handle, sha
-        with open(journal, "a") as log_file:
-            while True:
-                index, offset, length, crc = wire.recv_chunk_header(sock)
-                if index == wire.END_INDEX:
-                    break
-                if index not in self.need or length > 64 * 1024 * 1024:
-                    raise wire.ProtocolError(f"frame for file {index} that was not asked for")
-                entry = self.manifest.entries[index]
-                data = bytearray(length)
-                wire.recv_exact(sock, memoryview(data))
-                self.limits.check(self.transfer)
-                if self.limits.ingress:
-                    self.limits.ingress.consume(length)
-                if checksum(data) != crc:
-                    raise wire.ProtocolError(f"{entry.path}: a frame failed its CRC-32C check")
-                for child in children:
-                    if index in child.need:
-                        child.put((index, offset, crc, bytes(data)))
-                if open_file is None or open_file[0] != index:
-                    if open_file is not None:
-                        raise wire.ProtocolError("a file's frames were interleaved with another's")
-                    path = staging / entry.path
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    open_file = (index, open(path, "wb"), hashlib.sha256())  # noqa: SIM115 - closed below
-                _, handle, sha = open_file
-                if offset != handle.tell():
-                    raise wire.ProtocolError(f"{entry.path}: frame at {offset}, expected {handle.tell()}")
-                handle.write(data)
-                sha.update(data)
-                received += length
-                self.progress.add_bytes(self.transfer, target, length, received=length)
-                if handle.tell() == entry.size:
-                    handle.close()
-                    open_file = None
-                    if sha.hexdigest() != entry.sha256:
-                        raise wire.ProtocolError(f"{entry.path}: SHA-256 does not match the manifest")
-                    log_file.write(f"{entry.sha256} {entry.path}\n")
-                    log_file.flush()  # survives the process; the version is hashed again on resume
-                    self.need.discard(index)
-                    with_row = self.progress.snapshot(self.transfer).get(target)
-                    self.progress.set(self.transfer, target, files_done=(with_row.files_done if with_row else 0) + 1)
-        if open_file is not None:
-            open_file[1].close()
+        try:
+            with open(journal, "a") as log_file:
+                while True:
+                    index, offset, length, crc = wire.recv_chunk_header(sock)
+                    if index == wire.END_INDEX:
+                        break
+                    if index not in self.need or length > 64 * 1024 * 1024:
+                        raise wire.ProtocolError(f"frame for file {index} that was not asked for")
+                    entry = self.manifest.entries[index]
+                    data = bytearray(length)
+                    wire.recv_exact(sock, memoryview(data))
+                    self.limits.check(self.transfer)
+                    if self.limits.ingress:
+                        self.limits.ingress.consume(length)
+                    if checksum(data) != crc:
+                        raise wire.ProtocolError(f"{entry.path}: a frame failed its CRC-32C check")
+                    for child in children:
+                        if index in child.need:
+                            child.put((index, offset, crc, bytes(data)))
+                    if open_file is None or open_file[0] != index:
+                        if open_file is not None:
+                            raise wire.ProtocolError("a file's frames were interleaved with another's")
+                        path = staging / entry.path
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        open_file = (index, open(path, "wb"), hashlib.sha256())  # noqa: SIM115 - closed below
+                    _, handle, sha = open_file
+                    if offset != handle.tell():
+                        raise wire.ProtocolError(f"{entry.path}: frame at {offset}, expected {handle.tell()}")
+                    handle.write(data)
+                    sha.update(data)
+                    received += length
+                    self.progress.add_bytes(self.transfer, target, length, received=length)
+                    if handle.tell() == entry.size:
+                        handle.close()
+                        open_file = None
+                        if sha.hexdigest() != entry.sha256:
+                            raise wire.ProtocolError(f"{entry.path}: SHA-256 does not match the manifest")
+                        log_file.write(f"{entry.sha256} {entry.path}\n")
+                        log_file.flush()  # survives the process; the version is hashed again on resume
+                        self.need.discard(index)
+                        row = self.progress.snapshot(self.transfer).get(target)
+                        self.progress.set(self.transfer, target, files_done=(row.files_done if row else 0) + 1)
+        finally:
+            if open_file is not None:  # a file cut short (a full disk, a broken link) holds no space after
+                with contextlib.suppress(OSError):
+                    open_file[1].close()
         if self.need:
             raise wire.ProtocolError(f"the sender ended with {len(self.need)} file(s) not sent")
         return received
 
 
-def _sha_of(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError:
-        return ""
-
-
-def _read_journal(journal: Path) -> dict[str, str]:
-    try:
-        lines = journal.read_text().splitlines()
-    except OSError:
-        return {}
-    return dict(reversed(line.split(" ", 1)) for line in lines if " " in line)  # type: ignore[misc]
-
-
 def discard_staging(root: Path, name: str, transfer: int) -> None:
     """Drop what a cancelled or finished cast staged for `name`; the published version is untouched."""
-    if not name:
-        return
-    staging = staging_dir(root, name, transfer)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.with_suffix(".journal").unlink(missing_ok=True)
+    if name:
+        drop_staging(staging_dir(root, name, transfer))
 
 
 def send_tree_children(

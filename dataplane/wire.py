@@ -117,3 +117,17 @@ def bit_set(bits: bytearray, index: int) -> None:
 
 def bit_count(bits: bytearray, count: int) -> int:
     return sum(1 for i in range(count) if bit_get(bits, i))
+
+
+def drain(sock: socket.socket, timeout: float) -> None:
+    """Read what the sender still sends until it closes, after the result went out.
+
+    A receiver that fails mid-file answers at once; closing with chunks unread would reset the
+    connection, and the sender would report "connection reset" instead of the reason. The
+    sender stops within a chunk once it sees the answer.
+    """
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    buf = bytearray(256 * 1024)
+    while sock.recv_into(buf):
+        pass

@@ -7,7 +7,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,7 @@ class OriginState:
     files: dict[str, bytes] = field(default_factory=dict)
     log: list[Logged] = field(default_factory=list)
     drop_first_get: bool = False  # the first full GET sends half the body, then closes
+    after_drop: Callable[[OriginState, str], None] | None = None  # called with the path once it dropped
     stall: threading.Event = field(default_factory=threading.Event)  # set: requests to /slow answer
     etags: dict[str, str] = field(default_factory=dict)
 
@@ -78,6 +79,8 @@ def _handler(state: OriginState) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
+                if state.after_drop is not None:
+                    state.after_drop(state, self.path)  # e.g. the object changes before the resume
                 return
             self.wfile.write(data[start:])
 

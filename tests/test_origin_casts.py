@@ -140,3 +140,42 @@ def test_an_s3_prefix_is_cast_as_a_directory_from_motos_server(worker, make_node
         top = (Path(node.storage_root) / "ckpt").resolve()
         held = {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*") if p.is_file()}
         assert held == {k.removeprefix("ckpt/"): v for k, v in objects.items()}, node.name
+
+
+def _grow(new_etag: bool):  # type: ignore[no-untyped-def]
+    """What the origin does once the first GET dropped: the object grows, with or without a new ETag."""
+
+    def change(state: OriginState, path: str) -> None:
+        state.files[path] += b"appended after the fetch began"
+        if new_etag:
+            state.etags[path] = '"rewritten"'
+
+    return change
+
+
+@pytest.mark.ray
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("new_etag", "reason"),
+    [
+        (True, 'changed during the fetch (ETag "'),  # If-Range fails: the whole new object comes back
+        (False, "size of http://127.0.0.1:"),  # same ETag, but the Content-Range states another total
+    ],
+)
+def test_an_object_that_changes_during_the_fetch_fails_the_cast_saying_so_and_leaves_no_file(
+    worker, make_nodes, origin, local_origins, new_etag, reason
+) -> None:
+    base, state = origin
+    state.put("/ckpt/moving.bin", os.urandom(2 * 1024 * 1024))
+    state.drop_first_get = True
+    state.after_drop = _grow(new_etag)
+    nodes = make_nodes(2)
+    transfer = transfer_create(source=nodes[0], file_name="", origin=f"{base}/ckpt/moving.bin", targets=[nodes[1]])
+    assert worker.run_until(finished(transfer), timeout=120)
+    assert transfer.status == Transfer.Status.FAILED, transfer.error
+    assert reason in transfer.error and "changed during the fetch" in transfer.error, transfer.error
+    assert [r.range for r in state.gets("/ckpt/moving.bin")][1].startswith("bytes="), "it never tried to resume"
+    for node in nodes:
+        root = Path(node.storage_root)
+        assert not (root / "moving.bin").exists(), node.name
+        assert not [p for p in root.rglob("*") if p.name.endswith(".part") or p.name.endswith(".data")], node.name

@@ -92,3 +92,39 @@ def test_a_disk_that_fills_during_the_receive_fails_with_enospc_and_frees_the_pa
     filler.unlink()
     again = send(path, full_node.hop(1), manifest=manifest, name="f.bin")
     assert again[1].status == "completed", again[1].error
+
+
+def test_a_disk_that_fills_during_a_tree_fails_naming_enospc_and_frees_the_staging(
+    full_node: Node, tmp_path: Path
+) -> None:
+    from dataplane.tree import versions_dir
+    from tests.dataplane.test_tree import cast
+
+    src = tmp_path / "src"
+    for i in range(3):
+        random_file(src / "t" / f"f{i}", 2 * CHUNK)
+    filler = full_node.root.parent / "filler"
+
+    class FillsTheDisk:
+        """The sender's cap: before its first frame, everything but 1 MiB of the target's disk fills."""
+
+        rate = 1.0
+
+        def consume(self, n: int) -> None:
+            if not filler.exists():
+                filler.write_bytes(b"\0" * (shutil.disk_usage(filler.parent).free - CHUNK))
+
+    limits = Limits(io_timeout=10)
+    limits.egress = FillsTheDisk()  # type: ignore[assignment]
+    results, _sent = cast(src, "t", (full_node.hop(1),), limits=limits)
+    assert results[1].status == "failed"
+    assert "no space left on device (ENOSPC)" in results[1].error, results[1].error
+    assert not list(versions_dir(full_node.root, "t").glob("staging-*"))
+    filler.unlink()
+    assert shutil.disk_usage(full_node.root).used < CHUNK  # nothing of the tree holds space
+
+    # A tree that cannot fit at all is refused before a byte is sent.
+    random_file(src / "t" / "big", 40 * CHUNK)
+    results, sent = cast(src, "t", (full_node.hop(1),), transfer=2)
+    assert "no space left on device (ENOSPC): the tree needs" in results[1].error, results[1].error
+    assert sent == 0

@@ -8,6 +8,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dataplane.contract import Hop, Results
 from dataplane.flow import Counters, Limits
 from dataplane.storage import ManifestCache, UnsafePath
 from dataplane.tree import Entry, TreeManifest, build_manifest, staging_dir, versions_dir
+from dataplane.tree_cast import discard_all_staging, expire_staging
 from dataplane.tree_wire import send_tree_children, tree_offer
 from tests.dataplane.test_transfer import CHUNK, SECRET, Node
 
@@ -180,8 +182,8 @@ def test_a_reader_sees_only_the_whole_old_or_the_whole_new_tree(tmp_path, nodes)
         assert {k: v[2] for k, v in observed.items()} in contents
 
 
-def test_a_broken_link_resumes_without_resending_verified_files(tmp_path, nodes) -> None:
-    src = tmp_path / "src"
+def _cut_after_three_files(src: Path, nodes: list[Node]) -> Path:
+    """Cast six one-chunk files to nodes[0] as transfer 1, cut after three; return the tree."""
     top = src / "r"
     top.mkdir(parents=True)
     for i in range(6):
@@ -201,11 +203,48 @@ def test_a_broken_link_resumes_without_resending_verified_files(tmp_path, nodes)
     limits.egress = Cut()  # type: ignore[assignment]
     results, _ = cast(src, "r", (nodes[0].hop(1),), limits=limits)
     assert results[1].status == "failed"
+    # The sender's side ends first; the receiver notices the broken link a moment later.
+    deadline = time.monotonic() + 10
+    while (row := nodes[0].progress.snapshot(1).get(1)) is None or row.status == "receiving":
+        assert time.monotonic() < deadline, row
+        time.sleep(0.01)
     assert not (nodes[0].root / "r").exists()  # nothing published
-    results, sent = cast(src, "r", (nodes[0].hop(1),))
+    return top
+
+
+def test_a_broken_link_resumes_without_resending_verified_files(tmp_path, nodes) -> None:
+    top = _cut_after_three_files(tmp_path / "src", nodes)
+    results, sent = cast(tmp_path / "src", "r", (nodes[0].hop(1),))
     assert results[1].status == "completed", results
     assert sent == 3 * CHUNK and results[1].bytes_received == 3 * CHUNK
     assert snapshot((nodes[0].root / "r").resolve()) == snapshot(top)
+
+
+def test_a_retry_as_a_new_cast_takes_the_files_the_failed_one_verified(tmp_path, nodes) -> None:
+    top = _cut_after_three_files(tmp_path / "src", nodes)
+    discard_all_staging(nodes[0].root, 1)  # the worker's forget at the end of the failed cast
+    assert staging_dir(nodes[0].root, "r", 1).exists()
+    # One of them was damaged on disk meanwhile: it is hashed again and asked for.
+    (staging_dir(nodes[0].root, "r", 1) / "f0").write_bytes(b"rot")
+    results, sent = cast(tmp_path / "src", "r", (nodes[0].hop(1),), transfer=2)
+    assert results[1].status == "completed", results
+    assert sent == 4 * CHUNK and results[1].bytes_received == 4 * CHUNK
+    assert snapshot((nodes[0].root / "r").resolve()) == snapshot(top)
+    assert not list(versions_dir(nodes[0].root, "r").glob("staging-*"))  # the published version supersedes it
+
+
+def test_staging_no_retry_can_use_goes_at_forget_or_when_it_expires(tmp_path, nodes) -> None:
+    root = nodes[0].root
+    _cut_after_three_files(tmp_path / "src", nodes)
+    empty = staging_dir(root, "r", 7)
+    empty.mkdir()
+    discard_all_staging(root, 7)
+    assert not empty.exists()
+    now = time.time()
+    assert expire_staging(root, 3600, now, keep=[]) == []
+    assert expire_staging(root, 3600, now + 7200, keep=["r"]) == []  # a queued cast of r will resume it
+    assert expire_staging(root, 3600, now + 7200, keep=[]) == [str(staging_dir(root, "r", 1).relative_to(root))]
+    assert not list(versions_dir(root, "r").glob("staging-*"))
 
 
 def test_a_cancelled_cast_leaves_the_old_version_and_no_staging(tmp_path, nodes) -> None:
