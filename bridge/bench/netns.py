@@ -156,14 +156,37 @@ class NetnsHosts:
             _ip("-n", host.netns, "link", "set", "lo", "up")
             _ip("-n", host.netns, "link", "set", "eth0", "up")
 
-    def start_ray(self, *, head_label: str = "host-0") -> str:
-        """Start the head on the bridge address, then a raylet in every host; return the GCS address."""
+    def start_ray(self, *, head_label: str = "host-0", one_by_one: bool = False) -> str:
+        """Start the head on the bridge address, then a raylet in every host; return the GCS address.
+
+        `one_by_one` waits for each raylet to be up before the next starts, and starts one that
+        gave up once more: `ray start` allows a raylet 30 s to register, which several raylets
+        starting together on a loaded machine can miss.
+        """
         address = self.cluster.start_head(
             resources={"host_0": 1}, labels={LABEL: head_label}, node_ip=self.head_address
         )
         for host in self.hosts:
             self.start_raylet(host.name)
+            if one_by_one and not self.wait_raylet(host.name):
+                self.start_raylet(host.name)
+                if not self.wait_raylet(host.name):
+                    raise RuntimeError(f"the raylet of {host.name} did not start:\n{self.cluster.logs()}")
         return address
+
+    def wait_raylet(self, name: str, timeout: float = 120.0) -> bool:
+        """Whether the host's latest `ray start` reports its node started (False: it exited first)."""
+        raylet = self.host(name).raylet
+        assert raylet is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # Each start appends to the log; the latest one's own output follows its last banner.
+            if raylet.log_path.read_text(errors="replace").rsplit("Local node IP", 1)[-1].count("Ray runtime started"):
+                return True
+            if not raylet.running:
+                return False
+            time.sleep(0.3)
+        return False
 
     def start_raylet(self, name: str) -> None:
         host = self.host(name)
