@@ -159,12 +159,15 @@ class NetnsHosts:
     def start_ray(self, *, head_label: str = "host-0", one_by_one: bool = False) -> str:
         """Start the head on the bridge address, then a raylet in every host; return the GCS address.
 
-        `one_by_one` waits for each raylet to be up before the next starts, and starts one that
-        gave up once more: `ray start` allows a raylet 30 s to register, which several raylets
-        starting together on a loaded machine can miss.
+        `one_by_one` waits for each raylet to be up before the next starts, and starts the head
+        or a raylet that gave up once more: `ray start` allows a node 30 s to register, which
+        several raylets starting together on a loaded machine can miss.
         """
         address = self.cluster.start_head(
-            resources={"host_0": 1}, labels={LABEL: head_label}, node_ip=self.head_address
+            resources={"host_0": 1},
+            labels={LABEL: head_label},
+            node_ip=self.head_address,
+            attempts=2 if one_by_one else 1,
         )
         for host in self.hosts:
             self.start_raylet(host.name)

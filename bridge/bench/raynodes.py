@@ -195,27 +195,33 @@ class RayCluster:
         resources: dict[str, float] | None = None,
         labels: dict[str, str] | None = None,
         node_ip: str = "127.0.0.1",
+        attempts: int = 1,
     ) -> str:
-        port = listen_port()
-        temp_dir = self.root / "n0"
-        args = [
-            "--head",
-            f"--port={port}",
-            f"--node-ip-address={node_ip}",
-            "--include-dashboard=false",
-            f"--dashboard-port={listen_port()}",
-            *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
-        ]
-        node = RayNodeProcess("head", args, temp_dir, self.root / "n0.log", self.env)
-        node.start()
-        self.nodes.append(node)
-        self.address = f"{node_ip}:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert node.running, self.logs()
-            if (temp_dir / "ray_current_cluster").exists():
-                return self.address
-            time.sleep(0.2)
+        """Start the head; `attempts` > 1 starts it afresh (new ports and temp dir) when one gives up.
+
+        `ray start` allows its node 30 s to register with the GCS, which a loaded machine misses.
+        """
+        for attempt in range(attempts):
+            port = listen_port()
+            temp_dir = self.root / ("n0" if attempt == 0 else f"n0.{attempt}")
+            args = [
+                "--head",
+                f"--port={port}",
+                f"--node-ip-address={node_ip}",
+                "--include-dashboard=false",
+                f"--dashboard-port={listen_port()}",
+                *self._node_args(temp_dir, num_cpus=1, resources=resources or {}, labels=labels or {}),
+            ]
+            node = RayNodeProcess("head", args, temp_dir, self.root / f"{temp_dir.name}.log", self.env)
+            node.start()
+            self.nodes.append(node)
+            self.address = f"{node_ip}:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and node.running:
+                if (temp_dir / "ray_current_cluster").exists():
+                    return self.address
+                time.sleep(0.2)
+            node.kill()
         raise AssertionError("the Ray head did not start:\n" + self.logs())
 
     def add_worker(
