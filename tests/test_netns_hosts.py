@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_fixtures import CastRayServer
-from tests.netns import NetnsHosts, unavailable
+from tests.netns import NetnsHosts, tcp_rate, unavailable
 from tests.test_multinode import sha256_of, write_random
 
 pytestmark = [pytest.mark.ray, pytest.mark.netns]
@@ -205,44 +204,6 @@ def test_broadcast_across_hosts_then_a_killed_raylet_and_its_return(hosts: Netns
     server.wait("host-3 online again", lambda: server.nodes()["host-3"]["status"] == "online", timeout=90)
 
 
-SINK = """
-import socket, sys, time
-server = socket.create_server((sys.argv[1], 0))
-print(server.getsockname()[1], flush=True)
-conn, _ = server.accept()
-got, started = 0, None
-while True:
-    data = conn.recv(1 << 16)
-    if not data:
-        break
-    started = started or time.monotonic()
-    got += len(data)
-print(got, time.monotonic() - started, flush=True)
-"""
-
-
-def _rate(sink_netns: str | None, sink_address: str, sender_netns: str | None, size: int) -> float:
-    """Bytes per second of one TCP stream of `size` bytes into a sink at `sink_address`."""
-
-    def inside(netns: str | None) -> list[str]:
-        return ["ip", "netns", "exec", netns] if netns else []
-
-    sink = subprocess.Popen(
-        [*inside(sink_netns), sys.executable, "-c", SINK, sink_address], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert sink.stdout is not None
-        port = int(sink.stdout.readline())
-        send = f"import socket; s = socket.create_connection(({sink_address!r}, {port})); s.sendall(bytes({size}))"
-        subprocess.run([*inside(sender_netns), sys.executable, "-c", send], check=True, timeout=60)
-        got, seconds = sink.stdout.readline().split()
-        assert int(got) == size
-        return size / float(seconds)
-    finally:
-        sink.kill()
-        sink.wait(timeout=10)
-
-
 def test_a_shaped_link_runs_near_its_rate_both_ways() -> None:
     _require_netns()
     net = NetnsHosts(2, name="nsrate")
@@ -250,9 +211,9 @@ def test_a_shaped_link_runs_near_its_rate_both_ways() -> None:
         net.up()
         net.shape("host-1", rate="16mbit", burst="32kb", latency="50ms")  # 2 MB/s
         slow, fast = net.host("host-1"), net.host("host-2")
-        into = _rate(slow.netns, slow.address, None, 3_000_000)
-        out = _rate(None, net.head_address, slow.netns, 3_000_000)
-        free = _rate(fast.netns, fast.address, None, 3_000_000)
+        into = tcp_rate(slow.netns, slow.address, None, 3_000_000)
+        out = tcp_rate(None, net.head_address, slow.netns, 3_000_000)
+        free = tcp_rate(fast.netns, fast.address, None, 3_000_000)
         print(f"shaped 2 MB/s: in {into / 1e6:.2f} MB/s, out {out / 1e6:.2f} MB/s; unshaped {free / 1e6:.0f} MB/s")
         for rate in (into, out):
             assert 1.3e6 < rate < 2.4e6, rate

@@ -32,10 +32,10 @@ MiB = 1024 * 1024
 class BenchCluster:
     """Temporary nodes and a worker that serves only them; `close()` removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ray_address: str | None = None) -> None:
         self.tag = f"bench-{uuid.uuid4().hex[:6]}-"
         self.root = Path(settings.DATA_DIR) / "bench" / self.tag.rstrip("-")
-        self.worker = Worker(worker_id=self.tag + "worker", node_prefix=self.tag)
+        self.worker = Worker(worker_id=self.tag + "worker", node_prefix=self.tag, ray_address=ray_address)
         self.nodes: list[Node] = []
 
     def connect(self, timeout: float = 60) -> None:
@@ -45,12 +45,14 @@ class BenchCluster:
                 raise RuntimeError("could not connect to Ray; see the cluster's last_error")
             time.sleep(0.5)
 
-    def make_nodes(self, n: int, *, cap: int | None = None) -> list[Node]:
+    def make_nodes(self, n: int, *, cap: int | None = None, ray_node_ids: list[str] | None = None) -> list[Node]:
+        """`n` nodes, each pinned to the Ray node of the same position in `ray_node_ids` if given."""
         start = len(self.nodes)
         for i in range(start, start + n):
             # No cap (0 or None): the node takes the default.
             limits = {"egress_cap": cap, "ingress_cap": cap} if cap else {}
-            node = node_register(name=f"{self.tag}{i}", storage_dir=str(self.root / str(i)), **limits)
+            pin = ray_node_ids[i - start] if ray_node_ids else ""
+            node = node_register(name=f"{self.tag}{i}", storage_dir=str(self.root / str(i)), ray_node_id=pin, **limits)
             self.nodes.append(node)
         names = [n.name for n in self.nodes]
         if not self.worker.run_until(

@@ -12,6 +12,15 @@ from castray_site.env import parse_size
 COLUMNS: dict[str, list[str]] = {
     "unicast": ["mb_s", "reference_mb_s"],
     "hetero": ["worst_fast_ratio", "slow_ratio", "bound_seconds", "source_bytes_ratio", "wall_seconds"],
+    "hetero-shaped": [
+        "host",
+        "bound_seconds",
+        "reference_ratio",
+        "in_mib_s",
+        "out_mib_s",
+        "worst_fast_ratio",
+        "source_bytes_ratio",
+    ],
     "broadcast": [
         "efficiency",
         "cast_seconds",
@@ -51,9 +60,17 @@ class Command(BaseCommand):
             "--cap", type=float, default=32, help="MiB/s on every node's egress and ingress; 0: uncapped"
         )
         hetero = sub.add_parser("hetero", help="one slow target among fast ones, against each one's lower bound")
-        hetero.add_argument("--size", default="64MiB")
-        hetero.add_argument("--targets", type=int, default=7)
-        hetero.add_argument("--cap", type=float, default=16, help="MiB/s of every node but the slow one (C/4)")
+        hetero.add_argument("--size", default=None, help="default 64MiB; 16MiB with --links shaped")
+        hetero.add_argument("--targets", type=int, default=None, help="default 7; 3 with --links shaped")
+        hetero.add_argument(
+            "--cap", type=float, default=16, help="MiB/s of every node (or link) but the slow one (C/4)"
+        )
+        hetero.add_argument(
+            "--links",
+            choices=("caps", "shaped"),
+            default="caps",
+            help="caps: CastRay's own caps; shaped: hosts as network namespaces, tbf on their links, no caps",
+        )
         modes = sub.add_parser("modes", help="tcp, udp and object_store on the same file")
         modes.add_argument("--size", default="256MiB")
         modes.add_argument("--targets", type=int, default=1)
@@ -89,11 +106,25 @@ class Command(BaseCommand):
             results = bench_casts.bench_broadcast(
                 size=size(options["size"]), nodes=nodes, cap=int(options["cap"] * 1024 * 1024)
             )
+        elif bench == "hetero" and options["links"] == "shaped":
+            from bridge.bench.shaped import bench_hetero_shaped
+
+            try:
+                results = bench_hetero_shaped(
+                    size=size(options["size"] or "16MiB"),
+                    targets=options["targets"] or 3,
+                    rate=int(options["cap"] * 1024 * 1024),
+                )
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
+            bench = "hetero-shaped"
         elif bench == "hetero":
             from bridge.bench.hetero import bench_hetero
 
             results = bench_hetero(
-                size=size(options["size"]), targets=options["targets"], cap=int(options["cap"] * 1024 * 1024)
+                size=size(options["size"] or "64MiB"),
+                targets=options["targets"] or 7,
+                cap=int(options["cap"] * 1024 * 1024),
             )
         elif bench == "modes":
             results = bench_casts.bench_modes(size=size(options["size"]), targets=options["targets"])
@@ -137,5 +168,10 @@ class Command(BaseCommand):
             self.stdout.write("seconds: from the API reporting the cast complete to the last client having it.")
         elif bench == "api":
             self.stdout.write("ratio: p99 of GET /health (the same stack) / p99 of the endpoint; ok: p99 < 50 ms.")
+        elif bench.startswith("hetero"):
+            self.stdout.write(
+                "ratio: seconds / lower bound (1.0 is the limit of the links; lower is better); "
+                "reference_ratio: the same in the equal case of this run."
+            )
         else:
             self.stdout.write("MB/s = 10^6 bytes per second; ratio: this system / its reference (higher is better).")
