@@ -8,6 +8,11 @@ take as long as the partition does (Ray delivers the call when the host is reach
 so it is kept here and read each tick. It says how many bytes arrived in that attempt, and
 whether the file had already been verified and renamed, in which case the target is
 reconciled to completed (`transfers.services.target_settle_abort`).
+
+Until a cast's aborts are answered, its actors are not told to forget it: `forget` drops the
+receivers' progress rows, and called first (through the node's new handle after it came back;
+calls through two handles are not ordered) it would leave the abort nothing to answer with, so
+bytes that reached the disk would go uncounted.
 """
 
 from __future__ import annotations
@@ -31,6 +36,27 @@ class AbortSteps:
     aborts: dict[Any, tuple[Any, int, int, float]]
     # target id -> (the actor, transfer id, give up at, ask again at): calls to ask again
     abort_later: dict[int, tuple[Any, int, float, float]]
+    # transfer id -> nodes to tell to forget it, once no abort of it is waiting
+    forget_later: dict[int, set[int]]
+    actors: dict[int, Any]  # nodes.py
+
+    def forget(self, transfer_id: int, node_ids: set[int]) -> None:
+        """Tell the nodes' actors that the cast is over, once none of its aborts is waiting."""
+        if self._aborting(transfer_id):
+            self.forget_later.setdefault(transfer_id, set()).update(node_ids)
+            return
+        for node_id in node_ids:
+            handle = self.actors.get(node_id)
+            if handle is not None:
+                handle.forget.remote(transfer_id)
+
+    def _aborting(self, transfer_id: int) -> bool:
+        waiting = [entry[1] for entry in self.aborts.values()] + [entry[1] for entry in self.abort_later.values()]
+        return transfer_id in waiting
+
+    def forget_settled(self) -> None:
+        for transfer_id in [t for t in self.forget_later if not self._aborting(t)]:
+            self.forget(transfer_id, self.forget_later.pop(transfer_id))
 
     def give_up(self, handle: Any, target_ids: dict[int, int]) -> int:
         """Tell the actor `handle` to stop receiving these targets (target id -> transfer id)."""
@@ -53,6 +79,7 @@ class AbortSteps:
                 del self.abort_later[target_id]
                 self._ask(handle, transfer_id, target_id, deadline)
         if not self.aborts:
+            self.forget_settled()
             return []
         import ray
         from ray.exceptions import ActorUnavailableError
@@ -81,4 +108,5 @@ class AbortSteps:
             if target is not None:
                 settled.append(target_id)
                 log.info("target %s settled after the worker gave up: %s", target_id, target.status)
+        self.forget_settled()
         return settled

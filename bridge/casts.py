@@ -35,6 +35,7 @@ class CastSteps(MoveSteps):
     running: dict[int, Running]  # transfer id -> its cast
     actor_for: Callable[[Node], Any]  # nodes.py
     actor_failed: Callable[[Node, BaseException], None]  # nodes.py
+    forget: Callable[[int, set[int]], None]  # aborts.py
 
     def recover(self) -> list[int]:
         return services.transfer_recover_expired(worker_id=self.worker_id)
@@ -152,10 +153,7 @@ class CastSteps(MoveSteps):
         self.forget_on_actors(run, transfer)
 
     def forget_on_actors(self, run: Running, transfer: Transfer) -> None:
-        for node_id in set(run.target_nodes.values()) | {transfer.source_id}:
-            handle = self.actors.get(node_id)
-            if handle is not None:
-                handle.forget.remote(run.transfer_id)
+        self.forget(run.transfer_id, set(run.target_nodes.values()) | {transfer.source_id})
 
     def add_round_totals(self, run: Running, transfer: Transfer, result: CastResult) -> dict[int, dict[str, Any]]:
         """Add a returned round's bytes to the run's totals; return its results as plain rows."""

@@ -87,6 +87,7 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, AbortSteps, CastSteps, Message
         self.message_refs: list[tuple[list[Any], str]] = []
         self.aborts: dict[Any, tuple[Any, int, int, float]] = {}  # targets given up on (aborts.py)
         self.abort_later: dict[int, tuple[Any, int, float, float]] = {}
+        self.forget_later: dict[int, set[int]] = {}  # transfer -> nodes to forget it once its aborts settle
 
         # Demo casts (demo.py) and file requests (file_requests.py).
         self.last_demo = 0.0

@@ -86,3 +86,36 @@ def test_sweeping_the_spool_expires_old_fetches_and_deletes_their_files(storage,
     new.refresh_from_db()
     assert old.status == NodeFileRequest.Status.EXPIRED and not old_file.exists()
     assert new.status == NodeFileRequest.Status.DONE and new_file.exists()
+
+
+class Handle:
+    """A node's actor as the worker calls it: records `forget` calls."""
+
+    def __init__(self, calls: list[tuple[str, int]], name: str) -> None:
+        self.forget = self
+        self.calls, self.name = calls, name
+
+    def remote(self, transfer_id: int) -> None:
+        self.calls.append((self.name, transfer_id))
+
+
+def test_a_cast_is_forgotten_only_once_its_aborts_are_answered() -> None:
+    # forget drops the receivers' progress; before a pending abort it would leave the abort
+    # nothing to answer with (seen after long partitions: bytes on disk went uncounted).
+    worker = Worker(worker_id="w")
+    calls: list[tuple[str, int]] = []
+    worker.actors = {1: Handle(calls, "a"), 2: Handle(calls, "b")}
+    worker.aborts = {"abort-call": (worker.actors[2], 7, 70, float("inf"))}
+    worker.forget(7, {1, 2})
+    worker.forget(8, {1})  # another cast, with no abort waiting
+    assert calls == [("a", 8)]
+    worker.forget_settled()
+    assert calls == [("a", 8)]  # still waiting
+    worker.aborts = {}
+    worker.abort_later = {70: (worker.actors[2], 7, float("inf"), 0.0)}  # to be asked again: still waiting
+    worker.forget_settled()
+    assert calls == [("a", 8)]
+    worker.abort_later = {}
+    worker.forget_settled()
+    assert sorted(calls) == [("a", 7), ("a", 8), ("b", 7)]
+    assert worker.forget_later == {}
