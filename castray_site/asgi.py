@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "castray_site.settings")
-# Django must be set up before anything imports models (the routing does).
+
+from castray_site.lib.http_threads import get_asgi_application  # noqa: E402
+
+# Django must be set up before anything imports models (the routing does). Its request
+# threads are kept between requests, with their database connections (lib/http_threads.py).
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -105,6 +105,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "castray.sqlite3",
+            # Kept open between requests, as with DATABASE_URL: opening one means SQLite reads
+            # the schema again at its first query (castray_site/lib/http_threads.py).
+            "CONN_MAX_AGE": 60,
             "OPTIONS": {
                 # The worker thread and the web server write at once: WAL lets readers
                 # go on during a write, IMMEDIATE avoids upgrade deadlocks.

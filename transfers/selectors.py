@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Prefetch
 from django.utils import timezone
 
 from castray_site.lib import iso, unix_seconds
@@ -58,17 +58,26 @@ def _transfer_summary(transfer: Transfer) -> dict[str, Any]:
     }
 
 
-def _active_counts() -> dict[int, int]:
+def _active_counts(active: list[Transfer]) -> dict[int, int]:
     """Per node: unfinished casts it sends plus unfinished receipts.
 
     Read through the active casts (the status index), so the cost follows what is running,
-    not the history; a finished cast's targets are all final.
+    not the history; a finished cast's targets are all final. `active` is the list the
+    snapshot shows: when it holds every active cast (the usual case) the counts come from
+    it, with no query of their own.
     """
     counts: dict[int, int] = {}
-    active = Transfer.objects.active()
-    for source, n in active.values_list("source_id").annotate(n=Count("id")).order_by():
+    if len(active) <= ACTIVE_TRANSFERS_SHOWN:
+        for transfer in active:
+            counts[transfer.source_id] = counts.get(transfer.source_id, 0) + 1
+            for target in transfer.targets.all():
+                if target.status not in Target.FINAL:
+                    counts[target.node_id] = counts.get(target.node_id, 0) + 1
+        return counts
+    casts = Transfer.objects.active()
+    for source, n in casts.values_list("source_id").annotate(n=Count("id")).order_by():
         counts[source] = counts.get(source, 0) + n
-    receiving = Target.objects.filter(transfer__in=active).exclude(status__in=Target.FINAL)
+    receiving = Target.objects.filter(transfer__in=casts).exclude(status__in=Target.FINAL)
     for node, n in receiving.values_list("node_id").annotate(n=Count("id")).order_by():
         counts[node] = counts.get(node, 0) + n
     return counts
@@ -85,7 +94,15 @@ def status_snapshot() -> dict[str, Any]:
     does not grow with the number of casts ever made.
     """
     counters = {c.node_id: c for c in NodeCounters.objects.all()}
-    active_counts = _active_counts()
+    # One more than is shown: then the list tells whether it holds every active cast. The
+    # targets come in one query with their nodes and parents.
+    active = list(
+        Transfer.objects.active()
+        .select_related("source")
+        .prefetch_related(Prefetch("targets", queryset=Target.objects.select_related("node", "parent")))
+        .order_by("-created_at", "-id")[: ACTIVE_TRANSFERS_SHOWN + 1]
+    )
+    active_counts = _active_counts(active)
     empty = NodeCounters()
 
     statuses = []
@@ -116,12 +133,6 @@ def status_snapshot() -> dict[str, Any]:
             }
         )
     cluster = Cluster.objects.filter(active=True).first()
-    active = (
-        Transfer.objects.active()
-        .select_related("source")
-        .prefetch_related("targets__node", "targets__parent")
-        .order_by("-created_at", "-id")[:ACTIVE_TRANSFERS_SHOWN]
-    )
     return {
         "total_nodes": len(statuses),
         "active_nodes": sum(1 for s in statuses if s["is_running"]),
@@ -134,6 +145,6 @@ def status_snapshot() -> dict[str, Any]:
         },
         "node_ports": {s["node_id"]: s["port"] for s in statuses},
         "cluster": cluster_state(cluster),
-        "active_casts": [_transfer_summary(t) for t in active],
+        "active_casts": [_transfer_summary(t) for t in active[:ACTIVE_TRANSFERS_SHOWN]],
         "timestamp": timezone.now().timestamp(),
     }
