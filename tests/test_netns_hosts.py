@@ -40,7 +40,7 @@ def hosts() -> Iterator[NetnsHosts]:
     net = NetnsHosts(len(HOSTS))
     try:
         net.up()
-        net.start_ray()
+        net.start_ray(one_by_one=True)
         yield net
     finally:
         net.down()
@@ -201,6 +201,8 @@ def test_broadcast_across_hosts_then_a_killed_raylet_and_its_return(hosts: Netns
     assert "refused connections" in detail or "is dead" in detail, detail
     assert "unreachable" not in detail
     hosts.start_raylet("host-3")
+    if not hosts.wait_raylet("host-3"):  # a loaded machine can miss `ray start`'s 30 s to register
+        hosts.start_raylet("host-3")
     server.wait("host-3 online again", lambda: server.nodes()["host-3"]["status"] == "online", timeout=90)
 
 

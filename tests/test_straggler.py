@@ -35,11 +35,16 @@ def test_a_slow_child_does_not_slow_its_parent_or_siblings(worker, make_nodes, c
         slow.name: relay.name,
     }
     rows = {t.node.name: t for t in transfer.targets.select_related("node")}
+    slow_time = rows[slow.name].duration
+    assert size / slow_time <= C / 4 * 1.15  # its caps hold
     for node in (relay, fast1, fast2):
-        rate = size / rows[node.name].duration
-        assert rate == pytest.approx(C, rel=0.15), (node.name, rate / MiB)
+        took = rows[node.name].duration
+        assert size / took <= C * 1.15, (node.name, size / took / MiB)
+        # Their own bound is a quarter of the slow child's. Held back by it, they finished
+        # with it; on their own they finish far sooner, even on a machine too busy to reach
+        # their caps (measured against the slow child in the same run, not a clock).
+        assert took < 0.5 * slow_time, (node.name, took, slow_time)
         assert rows[node.name].finished_at < rows[slow.name].finished_at
-    assert size / rows[slow.name].duration == pytest.approx(C / 4, rel=0.15)
     for node in (relay, fast1, fast2, slow):
         assert sha256_of(Path(node.storage_root) / "s.bin") == sha256_of(path)
 
