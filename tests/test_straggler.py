@@ -37,14 +37,19 @@ def test_a_slow_child_does_not_slow_its_parent_or_siblings(worker, make_nodes, c
     rows = {t.node.name: t for t in transfer.targets.select_related("node")}
     slow_time = rows[slow.name].duration
     assert size / slow_time <= C / 4 * 1.15  # its caps hold
+    rates = {node.name: size / rows[node.name].duration for node in (relay, fast1, fast2)}
     for node in (relay, fast1, fast2):
-        took = rows[node.name].duration
-        assert size / took <= C * 1.15, (node.name, size / took / MiB)
-        # Their own bound is a quarter of the slow child's. Held back by it, they finished
-        # with it; on their own they finish far sooner, even on a machine too busy to reach
-        # their caps (measured against the slow child in the same run, not a clock).
-        assert took < 0.5 * slow_time, (node.name, took, slow_time)
+        assert rates[node.name] <= C * 1.15, (node.name, rates[node.name] / MiB)  # its caps hold
         assert rows[node.name].finished_at < rows[slow.name].finished_at
+    if not all(rate == pytest.approx(C, rel=0.15) for rate in rates.values()):
+        # A machine too busy to carry the caps: the reference is the same cast without the
+        # slow child, in this run. Held back by the slow child the others would be at a
+        # quarter of it.
+        alone = transfer_create(source=source, file_name="s.bin", targets=[fast1, relay, fast2], dest_name="r.bin")
+        assert worker.run_until(finished(alone), timeout=120)
+        reference = {t.node.name: size / t.duration for t in alone.targets.select_related("node")}
+        for name, rate in rates.items():
+            assert rate == pytest.approx(reference[name], rel=0.15), (name, rate / MiB, reference[name] / MiB)
     for node in (relay, fast1, fast2, slow):
         assert sha256_of(Path(node.storage_root) / "s.bin") == sha256_of(path)
 
