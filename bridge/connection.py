@@ -20,6 +20,9 @@ HEAD_RESOURCE = "node:__internal_head__"
 # imported) also takes SIGTERM: stopping the server printed a stack dump and "Aborted" instead
 # of letting the server stop its worker, actors and local Ray. Python's own handlers do that.
 os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+# A local Ray started here (ray.init without an address) starts its workers at nice 0, not
+# Ray's 15: the node actors are the data plane (see dataplane/process.py).
+os.environ.setdefault("RAY_worker_niceness", "0")
 # Ray's connection belongs to the process (`ray.init` is process-wide), not to a worker, so
 # what this process attached to is kept here, beside it. What it asked `ray.init` for: None
 # until it did, "" for a local Ray it started.

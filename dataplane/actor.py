@@ -7,8 +7,6 @@ worker calls it through Ray; it knows nothing of Django.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import resource
@@ -38,6 +36,7 @@ from dataplane.object_store import StoreReceiver, store_cast
 from dataplane.origin import OriginCache
 from dataplane.origin_url import parse_origin
 from dataplane.partfile import remove_part, stale_parts
+from dataplane.process import return_freed_memory_to_the_os, run_at_normal_priority
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
@@ -68,20 +67,6 @@ def memory_mib() -> dict[str, float]:
     return out
 
 
-def return_freed_memory_to_the_os() -> None:
-    """Make glibc serve chunk-sized buffers with mmap, so that freeing one returns it at once.
-
-    glibc raises its mmap threshold each time a large block is freed, after which 4 MiB chunk
-    buffers come from the heap and fragment it: an object_store receiver grew to ~210 MiB of
-    private memory over 1 GiB. A fixed 1 MiB threshold keeps it flat.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 class CastNode:
     """One CastRay node. Created by the worker with `ray.remote(CastNode).options(...)`."""
 
@@ -99,6 +84,7 @@ class CastNode:
         import ray  # only inside the actor: the control plane imports this module's helpers
 
         return_freed_memory_to_the_os()
+        run_at_normal_priority()
         self.name = name
         self.root = Path(storage_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from nodes.models import Node
-from transfers.models import Transfer
+from transfers.models import Target, Transfer
 
 
 def write_file(node: Node, name: str, data: bytes) -> Path:
@@ -44,3 +44,16 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def receiving_rate(target: Target) -> float:
+    """Bytes per second while the target's receiver received: from its first rate sample (the
+    receiver's own start) to its last (its own finish).
+
+    What a cap governs. The record's started_at..finished_at also holds the worker's claiming
+    and planning and the connection set-up, which on a loaded machine take seconds of a
+    four-second cast.
+    """
+    (start, first), (end, last) = target.samples[0], target.samples[-1]
+    assert end > start, target.samples
+    return (last - first) / (end - start)

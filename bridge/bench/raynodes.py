@@ -162,6 +162,7 @@ class RayCluster:
         # Token authentication, as Ray 2.60 has by default (the token is ~/.ray/auth_token).
         self.env["RAY_AUTH_MODE"] = "token"
         self.env["PYTHONPATH"] = str(BASE_DIR)
+        self.env["RAY_worker_niceness"] = "0"  # the node actors are the data plane (dataplane/process.py)
         self.nodes: list[RayNodeProcess] = []
         self.address = ""
 

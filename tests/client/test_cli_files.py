@@ -52,7 +52,7 @@ def test_put_then_get_64_mib_round_trips_and_an_interrupted_get_resumes_with_ran
         held = wait_for("half the file", lambda: part.exists() and part.stat().st_size >= 31 * MiB, timeout=60)
         assert held
         stalled.send_signal(signal.SIGINT)
-        _, err = stalled.communicate(timeout=30)
+        _, err = stalled.communicate(timeout=90)
     finally:
         proxy.close()
     assert stalled.returncode == 130, err
