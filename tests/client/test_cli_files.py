@@ -48,11 +48,14 @@ def test_put_then_get_64_mib_round_trips_and_an_interrupted_get_resumes_with_ran
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &`,
+            # nohup) ignores SIGINT, the child would inherit that, and Python keeps it ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         held = wait_for("half the file", lambda: part.exists() and part.stat().st_size >= 31 * MiB, timeout=60)
         assert held
         stalled.send_signal(signal.SIGINT)
-        _, err = stalled.communicate(timeout=90)
+        _, err = stalled.communicate(timeout=30)
     finally:
         proxy.close()
     assert stalled.returncode == 130, err
