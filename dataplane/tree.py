@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dataplane.hashing import fsync_dir
 from dataplane.storage import META_DIR, ManifestCache, UnsafePath, clean_name, resolve_in
 
 Kind = Literal["file", "dir", "link"]
@@ -274,7 +275,7 @@ def publish(root: Path, name: str, staging: Path, version: str) -> Path:
         shutil.rmtree(tmp)
     else:
         os.replace(tmp, link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
     keep = {final.name} | ({Path(previous).name} if previous else set())
     for old in versions.iterdir():
         if old.name.startswith("staging-"):
@@ -315,14 +316,6 @@ def _syncfs(path: Path) -> None:
             _libc.syncfs(fd)
         else:
             os.sync()
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 
