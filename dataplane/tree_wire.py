@@ -310,6 +310,7 @@ class TreeReceiver:
         """Take frames until END; return the bytes received."""
         received = 0
         open_file: tuple[int, Any, Any] | None = None  # index, handle, sha
+        made: set[Path] = set()  # folders known to exist: one mkdir per folder, not per file
         try:
             with open(journal, "a") as log_file:
                 while True:
@@ -333,7 +334,9 @@ class TreeReceiver:
                         if open_file is not None:
                             raise wire.ProtocolError("a file's frames were interleaved with another's")
                         path = staging / entry.path
-                        path.parent.mkdir(parents=True, exist_ok=True)
+                        if path.parent not in made:
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            made.add(path.parent)
                         open_file = (index, open(path, "wb"), hashlib.sha256())  # noqa: SIM115 - closed below
                     _, handle, sha = open_file
                     if offset != handle.tell():

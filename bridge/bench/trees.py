@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.bench.casts import BenchCluster
-from dataplane.tree import current_version
+from dataplane.tree import current_version, versions_dir
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -74,12 +74,28 @@ def tar_reference(src: Path, dst: Path) -> float:
     return seconds
 
 
+def settle() -> None:
+    """Start a timed run on a quiet file system: write back what earlier steps wrote or deleted.
+
+    Creating files waits on the journal, and a journal commit that carries the writes and the
+    discards of the previous step (2,000 files written, a reference's copy deleted) made file
+    creation 10-30x slower for the run that came next, whichever it was.
+    """
+    os.sync()
+
+
+def forget_tree(root: Path, name: str) -> None:
+    """Remove a target's copy of a tree (its link and every version), as if it never had one."""
+    (root / name).unlink(missing_ok=True)
+    shutil.rmtree(versions_dir(root, name), ignore_errors=True)
+
+
 def tree_bytes(top: Path) -> tuple[int, int]:
     files = [p for p in top.rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def bench_tree(cases: list[str]) -> list[dict[str, Any]]:
+def bench_tree(cases: list[str], *, repeat: int = 1) -> list[dict[str, Any]]:
     cluster = BenchCluster()
     rows: list[dict[str, Any]] = []
     try:
@@ -91,11 +107,20 @@ def bench_tree(cases: list[str]) -> list[dict[str, Any]]:
             (write_small if case == "small" else write_shards)(top)
             cluster.call(source, "file_info", case, cluster.worker.config.chunk_size)  # hashed once, as on upload
             files, size = tree_bytes(top)
-            reference = tar_reference(top, cluster.root / f"tar-{case}")
-            shutil.rmtree(cluster.root / f"tar-{case}", ignore_errors=True)
-            transfer, seconds = cluster.cast(source=source, file_name=case, targets=[target])
-            landed = current_version(Path(target.storage_root), case)
-            ok = transfer.status == "completed" and landed is not None and tree_bytes(landed) == (files, size)
+            ours, refs, ok = [], [], True
+            # Alternate the two so that drift on a shared machine hits both alike; keep the best.
+            for _ in range(repeat):
+                settle()
+                refs.append(tar_reference(top, cluster.root / f"tar-{case}"))
+                shutil.rmtree(cluster.root / f"tar-{case}", ignore_errors=True)
+                forget_tree(Path(target.storage_root), case)  # each run moves the whole tree
+                settle()
+                transfer, seconds = cluster.cast(source=source, file_name=case, targets=[target])
+                landed = current_version(Path(target.storage_root), case)
+                ok = ok and transfer.status == "completed" and landed is not None
+                ok = ok and tree_bytes(landed) == (files, size)  # type: ignore[arg-type]
+                ours.append(seconds)
+            seconds, reference = min(ours), min(refs)
             rows.append(
                 {
                     "case": case,
@@ -106,6 +131,7 @@ def bench_tree(cases: list[str]) -> list[dict[str, Any]]:
                     "files_per_s": round(files / seconds),
                     "reference_mb_s": round(size / reference / 1e6, 1),
                     "ratio": round(reference / seconds, 2),
+                    "repeat": repeat,
                     "ok": ok,
                 }
             )

@@ -272,3 +272,26 @@ def test_an_escaping_symlink_and_a_dotdot_path_are_refused(tmp_path) -> None:
         TreeManifest.from_wire([Entry("../x", "file").to_wire()])
     with pytest.raises(UnsafePath, match="outside the tree"):
         TreeManifest.from_wire([Entry("a/l", "link", target="../../x").to_wire()])
+
+
+def test_an_unchanged_tree_is_walked_from_its_record_and_a_changed_file_is_hashed_again(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    make_tree(root / "ckpt")
+    manifests = ManifestCache(root)
+    first = build_manifest(root, manifests, "ckpt", CHUNK)
+    hashed: list[str] = []
+    real = manifests.sha256
+
+    def counting(name: str, path: Path, chunk_size: int) -> str:
+        hashed.append(name)
+        return real(name, path, chunk_size)
+
+    manifests.sha256 = counting  # type: ignore[method-assign]
+    assert build_manifest(root, manifests, "ckpt", CHUNK) == first
+    assert hashed == [], "an unchanged tree was looked up file by file"
+
+    changed = next(e for e in first.files if e.size > 0)
+    (root / "ckpt" / changed.path).write_bytes(b"new bytes")
+    again = build_manifest(root, manifests, "ckpt", CHUNK)
+    assert hashed == [f"ckpt/{changed.path}"]
+    assert {e.path: e.sha256 for e in again.files}[changed.path] == hashlib.sha256(b"new bytes").hexdigest()

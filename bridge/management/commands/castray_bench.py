@@ -83,6 +83,7 @@ class Command(BaseCommand):
         api.add_argument("--requests", type=int, default=300)
         tree = sub.add_parser("tree", help="directory casts vs a tar stream over loopback; a re-cast after one change")
         tree.add_argument("--case", action="append", choices=TREE_CASES, help="repeatable; default all")
+        tree.add_argument("--repeat", type=int, default=1, help="alternate runs, keep the best of each")
         load = sub.add_parser("load", help="a real server: API latency and the /ws feed during a broadcast")
         load.add_argument("--clients", type=int, default=500, help="WebSocket clients on /ws")
         load.add_argument("--rps", type=float, default=50, help="API requests per second")
@@ -131,7 +132,7 @@ class Command(BaseCommand):
         elif bench == "tree":
             from bridge.bench.trees import bench_tree
 
-            results = bench_tree(options["case"] or list(TREE_CASES))
+            results = bench_tree(options["case"] or list(TREE_CASES), repeat=max(1, options["repeat"]))
         elif bench == "messages":
             results = bench_casts.bench_messages(count=options["count"], fan=options["fan"])
         elif bench == "load":
