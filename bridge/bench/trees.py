@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.bench.casts import BenchCluster
+from bridge.bench.casts import BenchCluster, settle
 from dataplane.tree import current_version, versions_dir
 
 KiB, MiB = 1024, 1024 * 1024
@@ -72,16 +72,6 @@ def tar_reference(src: Path, dst: Path) -> float:
     seconds = time.perf_counter() - started
     server.close()
     return seconds
-
-
-def settle() -> None:
-    """Start a timed run on a quiet file system: write back what earlier steps wrote or deleted.
-
-    Creating files waits on the journal, and a journal commit that carries the writes and the
-    discards of the previous step (2,000 files written, a reference's copy deleted) made file
-    creation 10-30x slower for the run that came next, whichever it was.
-    """
-    os.sync()
 
 
 def forget_tree(root: Path, name: str) -> None:

@@ -10,7 +10,7 @@ from bridge.bench import casts as bench_casts
 from castray_site.env import parse_size
 
 COLUMNS: dict[str, list[str]] = {
-    "unicast": ["mb_s", "reference_mb_s"],
+    "unicast": ["median_ratio", "mb_s", "reference_mb_s"],
     "hetero": ["worst_fast_ratio", "slow_ratio", "bound_seconds", "source_bytes_ratio", "wall_seconds"],
     "hetero-shaped": [
         "host",
