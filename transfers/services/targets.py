@@ -169,8 +169,7 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         seconds = (target.finished_at - target.started_at).total_seconds()
         target.rate = (target.bytes_received or size) / seconds if seconds > 0 else None
         if target.rate:
-            # The planner's memory of this node: what it reached, for casts whose caps are unknown.
-            Node.objects.filter(pk=target.node_id).update(achieved_rate=target.rate)
+            remember_rate(target, target.rate)
     # The last sample: what arrived by now. If the receiver's own final report came first it
     # holds the same bytes at the true finish time, and a later equal sample adds nothing. A
     # target done before any report has its start as its first sample: its average is drawn.
@@ -178,6 +177,33 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         add_sample(target.samples, target.started_at.timestamp(), 0)
     if not target.samples or target.samples[-1][1] != target.bytes_received:
         add_sample(target.samples, target.finished_at.timestamp(), target.bytes_received)
+
+
+# A target within this fraction of its relay's rate went at the relay's pace, not its own.
+PACED = 0.8
+
+
+def remember_rate(target: Target, rate: float) -> None:
+    """The planner's memory of a node (Node.achieved_rate), for casts whose caps are unknown.
+
+    A target fed by a relay goes no faster than that relay: a fast node behind a slow one
+    finishes at the slow one's rate. Remembered as its own, that rate would mark the fast node
+    slow and the planner would keep it behind the slow one in the next cast too. So a rate set
+    by the relay's pace only ever raises what is known of the node; a rate below the relay's
+    (the node itself was the bottleneck) or from the source's own stream is taken as it is.
+    """
+    nodes = Node.objects.filter(pk=target.node_id)
+    relay = target.parent_id is not None and target.parent_id != target.transfer.source_id
+    if relay:
+        relay_rate = (
+            Target.objects.filter(transfer_id=target.transfer_id, node_id=target.parent_id)
+            .values_list("rate", flat=True)
+            .first()
+        )
+        if relay_rate is None or rate >= PACED * relay_rate:
+            nodes.filter(achieved_rate__lt=rate).update(achieved_rate=rate)
+            return
+    nodes.update(achieved_rate=rate)
 
 
 def _finished_at(result: dict[str, Any], target: Target, now: datetime) -> datetime:
