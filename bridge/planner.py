@@ -47,10 +47,27 @@ def known(caps: Capacity) -> bool:
     return bool(caps.egress) and bool(caps.ingress)
 
 
+# A node whose achieved rate is under this fraction of the best known one is planned as slow.
+SLOW_NODE = 0.5
+
+
 def order_by_achieved(hops: list[Hop], caps: dict[int, Capacity]) -> list[Hop]:
-    """Fastest first (nodes never measured count as fast), so slow nodes end up at the leaves."""
-    fastest = float("inf")
-    return sorted(hops, key=lambda hop: -(caps.get(hop.target, Capacity()).achieved or fastest))
+    """The nodes known to be slow last (slowest last), so they end up at the leaves.
+
+    Slow means under half the best achieved rate among the hops; the others, and nodes never
+    measured, keep the listed order. Sorting them by rate would reorder equal nodes by the
+    noise of their last casts (15.35 against 15.36 MiB/s), putting whichever node happened to
+    be a hair faster last time ahead of the rest, even the one that has just become slow.
+    """
+    rates = {hop.target: caps.get(hop.target, Capacity()).achieved or 0.0 for hop in hops}
+    best = max(rates.values(), default=0.0)
+
+    def slow(hop: Hop) -> bool:
+        return 0 < rates[hop.target] < SLOW_NODE * best
+
+    return [hop for hop in hops if not slow(hop)] + sorted(
+        (hop for hop in hops if slow(hop)), key=lambda hop: -rates[hop.target]
+    )
 
 
 def plan_capacity(

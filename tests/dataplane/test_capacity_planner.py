@@ -50,10 +50,17 @@ def test_fan_out_follows_egress_over_the_childrens_ingress() -> None:
 
 
 def test_unknown_caps_fall_back_to_the_fan_out_with_slow_achieved_rates_last() -> None:
-    targets = {1: Capacity(achieved=1.0), 2: Capacity(achieved=9.0), 3: Capacity()}
-    children, record = plan_capacity("src", Capacity(), hops(3), targets, 1)
-    assert shape(children) == {"n3": {"n2": {"n1": {}}}}
+    targets = {1: Capacity(achieved=1.0), 2: Capacity(achieved=9.0), 3: Capacity(), 4: Capacity(achieved=2.0)}
+    children, record = plan_capacity("src", Capacity(), hops(4), targets, 1)
+    assert shape(children) == {"n2": {"n3": {"n4": {"n1": {}}}}}
     assert "planner" not in record
+
+
+def test_nodes_of_about_the_same_achieved_rate_keep_the_listed_order() -> None:
+    # The last casts' noise (15.35 against 15.36) must not decide who relays to whom.
+    targets = {1: Capacity(achieved=15.35), 2: Capacity(achieved=15.30), 3: Capacity(achieved=15.36)}
+    children, _ = plan_capacity("src", Capacity(), hops(3), targets, 1)
+    assert shape(children) == {"n1": {"n2": {"n3": {}}}}
 
 
 def test_chunks_shrink_for_deep_capped_trees_and_stay_large_otherwise() -> None:

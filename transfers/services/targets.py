@@ -179,8 +179,9 @@ def record_result(target: Target, result: dict[str, Any], *, size: int | None, n
         add_sample(target.samples, target.finished_at.timestamp(), target.bytes_received)
 
 
-# A target within this fraction of its relay's rate went at the relay's pace, not its own.
-PACED = 0.8
+# A target above this fraction of its relay's rate went at the relay's pace, not its own: a
+# relay behind a shaped link delivered ~85% of what it took in, so a tighter bound misjudged it.
+PACED = 0.5
 
 
 def remember_rate(target: Target, rate: float) -> None:
