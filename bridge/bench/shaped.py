@@ -146,7 +146,7 @@ def measure(
     """One row per target (its time against its own bound) and one for the whole cast."""
     size = int(transfer.size or 0)
     source_egress = rates[hosts[transfer.source_id]][0]
-    targets = list(transfer.targets.all())
+    targets = list(transfer.targets.select_related("node"))
     bounds = cast_bounds(size, source_egress, {t.pk: rates[hosts[t.node_id]] for t in targets})
     assert transfer.started_at is not None
     rows = []
@@ -168,6 +168,8 @@ def measure(
                 "reference_ratio": reference.get(host),
                 "in_mib_s": round(rates[host][1] / MiB, 2),
                 "out_mib_s": round(rates[host][0] / MiB, 2),
+                # What the planner will know of the node in the next case (Node.achieved_rate).
+                "achieved_mib_s": round(target.node.achieved_rate / MiB, 2) if target.node.achieved_rate else None,
             }
         )
     fast = [r["ratio"] for r in rows if not r["host"].endswith("(slow)") and r["ratio"] is not None]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from castray_site.errors import DomainError
@@ -188,10 +188,12 @@ def remember_rate(target: Target, rate: float) -> None:
     """The planner's memory of a node (Node.achieved_rate), for casts whose caps are unknown.
 
     A target fed by a relay goes no faster than that relay: a fast node behind a slow one
-    finishes at the slow one's rate. Remembered as its own, that rate would mark the fast node
-    slow and the planner would keep it behind the slow one in the next cast too. So a rate set
-    by the relay's pace only ever raises what is known of the node; a rate below the relay's
-    (the node itself was the bottleneck) or from the source's own stream is taken as it is.
+    finishes at about the slow one's rate. Taken as its own, that rate would cut what is known
+    of the fast node to the slow one's, and the planner, which moves only nodes known to be
+    slow, could no longer tell them apart. So a rate set by the relay's pace is a lower bound:
+    it only ever raises what is known (or is the first thing known); a rate below half the
+    relay's (the node itself was the bottleneck) or from the source's own stream is taken as
+    it is.
     """
     nodes = Node.objects.filter(pk=target.node_id)
     relay = target.parent_id is not None and target.parent_id != target.transfer.source_id
@@ -202,7 +204,8 @@ def remember_rate(target: Target, rate: float) -> None:
             .first()
         )
         if relay_rate is None or rate >= PACED * relay_rate:
-            nodes.filter(achieved_rate__lt=rate).update(achieved_rate=rate)
+            # At least this fast: a lower bound for a node never measured, never a cut.
+            nodes.filter(Q(achieved_rate__isnull=True) | Q(achieved_rate__lt=rate)).update(achieved_rate=rate)
             return
     nodes.update(achieved_rate=rate)
 

@@ -18,6 +18,7 @@ COLUMNS: dict[str, list[str]] = {
         "reference_ratio",
         "in_mib_s",
         "out_mib_s",
+        "achieved_mib_s",
         "worst_fast_ratio",
         "source_bytes_ratio",
     ],
