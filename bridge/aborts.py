@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from dataplane.contract import PartOf
 from transfers.services import target_settle_abort
 
 log = logging.getLogger("castray.worker")
@@ -31,11 +32,19 @@ log = logging.getLogger("castray.worker")
 ANSWER_WITHIN = 900.0
 
 
+@dataclass(frozen=True)
+class GiveUp:
+    """One target the worker gave up on: its cast, and the part its receiver was writing."""
+
+    transfer: int
+    part: PartOf | None = None  # None: a directory, or a cast not planned far enough to know
+
+
 class AbortSteps:
-    # abort call -> (the actor, transfer id, target id, give up waiting at)
-    aborts: dict[Any, tuple[Any, int, int, float]]
-    # target id -> (the actor, transfer id, give up at, ask again at): calls to ask again
-    abort_later: dict[int, tuple[Any, int, float, float]]
+    # abort call -> (the actor, target id, what was given up, give up waiting at)
+    aborts: dict[Any, tuple[Any, int, GiveUp, float]]
+    # target id -> (the actor, what was given up, give up at, ask again at): calls to ask again
+    abort_later: dict[int, tuple[Any, GiveUp, float, float]]
     # transfer id -> nodes to tell to forget it, once no abort of it is waiting
     forget_later: dict[int, set[int]]
     actors: dict[int, Any]  # nodes.py
@@ -51,33 +60,35 @@ class AbortSteps:
                 handle.forget.remote(transfer_id)
 
     def _aborting(self, transfer_id: int) -> bool:
-        waiting = [entry[1] for entry in self.aborts.values()] + [entry[1] for entry in self.abort_later.values()]
+        waiting = [e[2].transfer for e in self.aborts.values()] + [e[1].transfer for e in self.abort_later.values()]
         return transfer_id in waiting
 
     def forget_settled(self) -> None:
         for transfer_id in [t for t in self.forget_later if not self._aborting(t)]:
             self.forget(transfer_id, self.forget_later.pop(transfer_id))
 
-    def give_up(self, handle: Any, target_ids: dict[int, int]) -> int:
-        """Tell the actor `handle` to stop receiving these targets (target id -> transfer id)."""
+    def give_up(self, handle: Any, targets: dict[int, GiveUp]) -> int:
+        """Tell the actor `handle` to stop receiving these targets (by target id)."""
         deadline = time.monotonic() + ANSWER_WITHIN
-        for target_id, transfer_id in target_ids.items():
-            self._ask(handle, transfer_id, target_id, deadline)
-        return len(target_ids)
+        for target_id, given_up in targets.items():
+            self._ask(handle, target_id, given_up, deadline)
+        return len(targets)
 
-    def _ask(self, handle: Any, transfer_id: int, target_id: int, deadline: float) -> None:
+    def _ask(self, handle: Any, target_id: int, given_up: GiveUp, deadline: float) -> None:
         try:
-            self.aborts[handle.abort.remote(transfer_id, target_id)] = (handle, transfer_id, target_id, deadline)
+            ref = handle.abort.remote(given_up.transfer, target_id, given_up.part)
         except Exception as exc:  # noqa: BLE001 - an actor that cannot be called cannot rename either
             log.info("cannot tell the receiver of target %s to stop: %s", target_id, exc)
+            return
+        self.aborts[ref] = (handle, target_id, given_up, deadline)
 
     def settle_aborts(self) -> list[int]:
         """Record the answers that came in; return the targets settled."""
         now = time.monotonic()
-        for target_id, (handle, transfer_id, deadline, at) in list(self.abort_later.items()):
+        for target_id, (handle, given_up, deadline, at) in list(self.abort_later.items()):
             if at <= now:
                 del self.abort_later[target_id]
-                self._ask(handle, transfer_id, target_id, deadline)
+                self._ask(handle, target_id, given_up, deadline)
         if not self.aborts:
             self.forget_settled()
             return []
@@ -87,7 +98,7 @@ class AbortSteps:
         ready, _ = ray.wait(list(self.aborts), num_returns=len(self.aborts), timeout=0)
         settled = []
         for ref in list(self.aborts):
-            handle, transfer_id, target_id, deadline = self.aborts[ref]
+            handle, target_id, given_up, deadline = self.aborts[ref]
             if ref not in ready:
                 if now > deadline:
                     del self.aborts[ref]
@@ -99,7 +110,7 @@ class AbortSteps:
                 # Alive but not reachable yet (a partition resets Ray's connection to it): ask
                 # again, abort is idempotent. Measured: the first call failed this way.
                 if now < deadline:
-                    self.abort_later[target_id] = (handle, transfer_id, deadline, now + 1.0)
+                    self.abort_later[target_id] = (handle, given_up, deadline, now + 1.0)
                 continue
             except Exception as exc:  # noqa: BLE001 - the actor died: nothing more will land
                 log.info("target %s: its receiver is gone (%s)", target_id, exc)

@@ -19,9 +19,13 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from bridge import connection as ray_connection
+from bridge.aborts import GiveUp
+from bridge.capacity import chunk_for
+from bridge.config import RunConfig
 from castray_site.lib import short_error
 from clusters import services
 from clusters.models import Cluster, NodePlacement
+from dataplane.contract import PartOf
 from nodes.models import Node
 from transfers.models import Target, Transfer
 
@@ -44,7 +48,8 @@ class HealthSteps:
     nodes: Callable[[], QuerySet[Node]]  # nodes.py
     demo_step: Callable[[], str]  # demo.py
     serve_file_requests: Callable[[], list[int]]  # file_requests.py
-    give_up: Callable[[Any, dict[int, int]], int]  # aborts.py
+    give_up: Callable[[Any, dict[int, GiveUp]], int]  # aborts.py
+    config: RunConfig  # worker.py
 
     def heartbeat(self) -> dict[str, Any]:
         import ray
@@ -178,16 +183,28 @@ class HealthSteps:
             self.down.setdefault(rid, now)
         return reasons
 
+    def _part_of(self, transfer: Transfer) -> PartOf | None:
+        """The part a target of `transfer` writes, as its offer named it.
+
+        None where no chunk record is kept: a directory (its staging has a journal instead),
+        the udp and object-store modes, a cast whose source has not answered yet.
+        """
+        if transfer.mode != Transfer.Mode.TCP or transfer.files or not transfer.size or not transfer.sha256:
+            return None
+        name = transfer.dest_name or transfer.file_name
+        return PartOf(name, transfer.size, chunk_for(transfer, self.config), transfer.sha256)
+
     def mark_down(self, node: Node, reason: str) -> bool:
         """Take the node offline (once per Ray node it lost) and forget its actor; return whether now."""
         if self.marked.get(node.pk) == node.ray_node_id:
             return False
         self.marked[node.pk] = node.ray_node_id
-        receiving = dict(
-            Target.objects.filter(node=node, transfer__status=Transfer.Status.RUNNING)
+        receiving = {
+            target.pk: GiveUp(target.transfer_id, self._part_of(target.transfer))
+            for target in Target.objects.filter(node=node, transfer__status=Transfer.Status.RUNNING)
             .exclude(status__in=Target.FINAL)
-            .values_list("pk", "transfer_id")
-        )
+            .select_related("transfer")
+        }
         failed = services.node_mark_down(node=node, reason=reason)
         handle = self.actors.pop(node.pk, None)
         if handle is not None and receiving:

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from bridge import connection as ray_connection
-from bridge.aborts import AbortSteps
+from bridge.aborts import AbortSteps, GiveUp
 from bridge.casts import CastSteps
 from bridge.config import RunConfig, cluster_secret
 from bridge.demo import DemoSteps, PendingDemo
@@ -85,8 +85,8 @@ class Worker(SwitchSteps, NodeSteps, HealthSteps, AbortSteps, CastSteps, Message
         # Casts and messages in flight (casts.py, messages.py).
         self.running: dict[int, Running] = {}
         self.message_refs: list[tuple[list[Any], str]] = []
-        self.aborts: dict[Any, tuple[Any, int, int, float]] = {}  # targets given up on (aborts.py)
-        self.abort_later: dict[int, tuple[Any, int, float, float]] = {}
+        self.aborts: dict[Any, tuple[Any, int, GiveUp, float]] = {}  # targets given up on (aborts.py)
+        self.abort_later: dict[int, tuple[Any, GiveUp, float, float]] = {}
         self.forget_later: dict[int, set[int]] = {}  # transfer -> nodes to forget it once its aborts settle
 
         # Demo casts (demo.py) and file requests (file_requests.py).

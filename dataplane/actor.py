@@ -25,6 +25,7 @@ from dataplane.contract import (
     Hop,
     MessageBatch,
     OriginPolicy,
+    PartOf,
     Ping,
     ProgressRow,
     Results,
@@ -35,7 +36,7 @@ from dataplane.inbox import Inbox, send_messages
 from dataplane.object_store import StoreReceiver, store_cast
 from dataplane.origin import OriginCache
 from dataplane.origin_url import parse_origin
-from dataplane.partfile import remove_part, stale_parts
+from dataplane.partfile import PartRecord, remove_part, stale_parts
 from dataplane.process import return_freed_memory_to_the_os, run_at_normal_priority
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
@@ -284,14 +285,25 @@ class CastNode:
         """Stop sending and receiving chunks of `transfer`; what arrived is kept for resume."""
         self.limits.cancelled.add(transfer)
 
-    def abort(self, transfer: int, target: int) -> ProgressRow:
+    def abort(self, transfer: int, target: int, part: PartOf | None = None) -> ProgressRow:
         """The worker gave up on this target: stop receiving it, never rename, keep the part.
 
         Answers what this node did for it (`Progress.once_stopped`): `sha256` is set when the
         file was verified and renamed before the abort came (the worker records it completed).
+        With `part`, also what the disk holds once the receive stopped (`bytes_on_disk`, from
+        the part's chunk record): the row may be gone (a new actor after the host came back) or
+        behind what reached the disk, and the record is what a retry resumes from.
         """
         digest = self.limits.abort(transfer, target)
-        return self.progress.once_stopped(transfer, target, lambda: (transfer, target) in self.limits.streams, digest)
+        row = self.progress.once_stopped(transfer, target, lambda: (transfer, target) in self.limits.streams, digest)
+        if part is not None and not digest:
+            try:
+                path = resolve_in(self.root, part.name)
+                record = PartRecord.of(self.root, part.name, part.size, part.chunk_size, part.sha256)
+                row.bytes_on_disk = record.held_bytes(path.with_name(path.name + PART_SUFFIX))
+            except (OSError, ValueError):
+                pass  # an unsafe or unreadable name: the row alone answers
+        return row
 
     def file_info(self, name: str, chunk_size: int) -> FileInfo:
         if self._is_dir(name):

@@ -176,6 +176,19 @@ class ProgressRow:
     files_total: int = 0
     files_skipped: int = 0  # held already, so not sent
     bytes_skipped: int = 0
+    # Abort answers only: the bytes of the chunks the part's record holds on disk, which a
+    # retry will not ask for again (None: not asked, or no such record).
+    bytes_on_disk: int | None = None
+
+
+@dataclass(frozen=True)
+class PartOf:
+    """Which `.part` an abort asks about: the file a target was receiving, as its offer named it."""
+
+    name: str
+    size: int
+    chunk_size: int
+    sha256: str
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,12 @@ class PartRecord:
             pass
         return wire.new_bitmap(count)
 
+    def held_bytes(self, part: Path) -> int:
+        """The bytes of the chunks the record holds (0 without a valid record): what a retry skips."""
+        have = self.load(part)
+        count = chunk_count(self.size, self.chunk_size)
+        return sum(min(self.chunk_size, self.size - i * self.chunk_size) for i in range(count) if wire.bit_get(have, i))
+
     def save(self, have: bytearray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")

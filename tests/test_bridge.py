@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from bridge.aborts import GiveUp
 from bridge.config import RunConfig
 from bridge.running import Running
 from bridge.worker import Worker
@@ -105,14 +106,14 @@ def test_a_cast_is_forgotten_only_once_its_aborts_are_answered() -> None:
     worker = Worker(worker_id="w")
     calls: list[tuple[str, int]] = []
     worker.actors = {1: Handle(calls, "a"), 2: Handle(calls, "b")}
-    worker.aborts = {"abort-call": (worker.actors[2], 7, 70, float("inf"))}
+    worker.aborts = {"abort-call": (worker.actors[2], 70, GiveUp(7), float("inf"))}
     worker.forget(7, {1, 2})
     worker.forget(8, {1})  # another cast, with no abort waiting
     assert calls == [("a", 8)]
     worker.forget_settled()
     assert calls == [("a", 8)]  # still waiting
     worker.aborts = {}
-    worker.abort_later = {70: (worker.actors[2], 7, float("inf"), 0.0)}  # to be asked again: still waiting
+    worker.abort_later = {70: (worker.actors[2], GiveUp(7), float("inf"), 0.0)}  # to be asked again: still waiting
     worker.forget_settled()
     assert calls == [("a", 8)]
     worker.abort_later = {}

@@ -78,3 +78,25 @@ def test_a_renamed_file_with_another_digest_is_not_believed() -> None:
     target_settle_abort(target_id=t2.pk, row={"status": "completed", "sha256": "cd" * 32, "bytes_received": 0})
     t2.refresh_from_db()
     assert t2.status == Target.Status.FAILED
+
+
+def test_bytes_on_disk_that_no_row_counted_are_counted_and_are_what_a_retry_resumes_from() -> None:
+    # The node came back with a new actor: its answer has no row, but the part's record holds
+    # 20 MiB, of which progress had reported 8 MiB (5 before this attempt, 3 in it).
+    _, _, t2 = running_cast()
+    node_mark_down(node=t2.node, reason="gone")
+    target_settle_abort(target_id=t2.pk, row={"status": "pending", "bytes_received": 0, "bytes_on_disk": 20 * MIB})
+    t2.refresh_from_db()
+    assert t2.status == Target.Status.FAILED
+    assert t2.bytes_received == 20 * MIB and t2.bytes_done == 20 * MIB
+    assert "kept its part (20971520 bytes held)" in t2.error
+
+
+def test_a_part_record_behind_the_count_never_lowers_it() -> None:
+    _, _, t2 = running_cast()
+    node_mark_down(node=t2.node, reason="gone")
+    row = {"status": "cancelled", "bytes_received": 4 * MIB, "bytes_on_disk": 6 * MIB}
+    target_settle_abort(target_id=t2.pk, row=row)
+    t2.refresh_from_db()
+    assert t2.bytes_received == 9 * MIB  # 5 before + 4 in this attempt; the disk's 6 is no news
+    assert t2.bytes_done == 6 * MIB  # but a retry resumes from what the disk holds

@@ -119,3 +119,40 @@ def test_a_file_already_there_with_the_same_sha256_is_complete(tmp_path: Path) -
     assert not other.already_complete(manifests)
     other.abandon(delete=True)
     assert (tmp_path / NAME).read_bytes() == DATA
+
+
+def test_a_records_held_bytes_count_each_chunk_once_and_the_short_last_one_as_it_is(tmp_path: Path) -> None:
+    record = PartRecord.of(tmp_path, "f.bin", 10_000, 4096, "ab" * 32)  # chunks of 4096, 4096, 1808
+    part = tmp_path / "f.bin.part"
+    part.write_bytes(b"\0" * 10_000)
+    have = wire.new_bitmap(3)
+    wire.bit_set(have, 0)
+    wire.bit_set(have, 2)
+    record.save(have)
+    assert record.held_bytes(part) == 4096 + 1808
+    assert PartRecord.of(tmp_path, "f.bin", 10_000, 4096, "cd" * 32).held_bytes(part) == 0  # another version
+    part.unlink()
+    assert record.held_bytes(part) == 0  # no part, nothing held
+
+
+def test_abort_answers_what_the_part_holds_even_without_a_row(tmp_path: Path) -> None:
+    # A node actor that came back after a partition knows nothing of the receive (no row),
+    # but its disk does: the answer carries the bytes of the chunks the part's record holds.
+    from types import SimpleNamespace
+
+    from dataplane.actor import CastNode
+    from dataplane.contract import PartOf
+    from dataplane.flow import Limits, Progress
+
+    record = PartRecord.of(tmp_path, "d/f.bin", 10_000, 4096, "ab" * 32)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.bin.part").write_bytes(b"\0" * 8192)
+    have = wire.new_bitmap(3)
+    wire.bit_set(have, 1)
+    record.save(have)
+    actor = SimpleNamespace(limits=Limits(), progress=Progress(), root=tmp_path)
+    row = CastNode.abort(actor, 7, 3, PartOf("d/f.bin", 10_000, 4096, "ab" * 32))  # type: ignore[arg-type]
+    assert row.bytes_on_disk == 4096 and row.bytes_received == 0
+    assert CastNode.abort(actor, 7, 3).bytes_on_disk is None  # not asked  # type: ignore[arg-type]
+    escaping = CastNode.abort(actor, 7, 3, PartOf("../x.bin", 10_000, 4096, "ab" * 32))  # type: ignore[arg-type]
+    assert escaping.bytes_on_disk is None

@@ -343,11 +343,13 @@ def target_settle_abort(*, target_id: int, row: dict[str, Any]) -> Target | None
 
     `row` is the receiver's answer to `CastNode.abort` (a `ProgressRow` as a dict), which
     counts the bytes of the abandoned attempt: `bytes_received` takes them in if progress had
-    reported fewer (it never goes down). A receiver that stopped leaves the target failed,
-    with a note that it stopped and kept its part. One that had verified and renamed the file
-    before it heard turns the target `completed`, with a note of what happened, and the
-    cast's status is derived again: the record must not say that a file on the target's disk
-    never came. Returns the target, or None when it was not (or no longer) failed.
+    reported fewer (it never goes down), and at least the bytes the part holds on disk
+    (`bytes_on_disk`), which also become the target's `bytes_done`: what a retry resumes from.
+    A receiver that stopped leaves the target failed, with a note that it stopped and kept its
+    part. One that had verified and renamed the file before it heard turns the target
+    `completed`, with a note of what happened, and the cast's status is derived again: the
+    record must not say that a file on the target's disk never came. Returns the target, or
+    None when it was not (or no longer) failed.
     """
     target = Target.objects.select_for_update().select_related("transfer").filter(pk=target_id).first()
     if target is None or target.status != Target.Status.FAILED or "receiver stopped when told" in target.error:
@@ -355,6 +357,11 @@ def target_settle_abort(*, target_id: int, row: dict[str, Any]) -> Target | None
     transfer = target.transfer
     reported = target.bytes_received - target.received_before
     target.received_before += max(int(row.get("bytes_received") or 0), reported)
+    on_disk = row.get("bytes_on_disk")
+    if on_disk is not None:
+        # Every chunk the part's record holds arrived in some attempt, counted or not: the
+        # receiver's row may be gone (a new actor) or behind its last chunks.
+        target.received_before = max(target.received_before, int(on_disk))
     target.bytes_received = target.received_before
     digest = str(row.get("sha256") or "")
     if row.get("status") == Target.Status.COMPLETED and digest and digest == transfer.sha256:
@@ -365,7 +372,8 @@ def target_settle_abort(*, target_id: int, row: dict[str, Any]) -> Target | None
             f"the file (SHA-256 {digest[:16]}…) and renamed it into place before it was told to stop"
         )
     else:
-        held = int(row.get("bytes_done") or 0)
+        held = int(on_disk if on_disk is not None else row.get("bytes_done") or 0)
+        target.bytes_done = held  # what a retry resumes from
         target.error = f"{target.error}; its receiver stopped when told and kept its part ({held} bytes held)"
     target.error = target.error[:4000]
     target.save(update_fields=["status", "error", "bytes_done", "bytes_received", "received_before"])
