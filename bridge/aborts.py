@@ -37,7 +37,7 @@ class GiveUp:
     """One target the worker gave up on: its cast, and the part its receiver was writing."""
 
     transfer: int
-    part: PartOf | None = None  # None: a directory, or a cast not planned far enough to know
+    part: PartOf | None = None  # None: no chunk record (a directory, udp, object store) or not known yet
 
 
 class AbortSteps:
