@@ -1,20 +1,17 @@
 """Checksums and durability on a receiver's file descriptors.
 
 SHA-256 of a stream on its own thread (`SliceHasher`) or of a file read back (`sha_of_fd`),
-CRC-32C of a range, early writeback of received ranges, and the directory fsync that makes a
-rename durable. Shared by the streaming TCP receiver and by `PartFile`. Must not import Django.
+CRC-32C of a range, and the directory fsync that makes a rename durable. Shared by the
+streaming TCP receiver and by `PartFile`. Must not import Django.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any
 
 from dataplane.storage import checksum
 
@@ -63,29 +60,6 @@ class SliceHasher:
         self.work.put(None)
         self.thread.join()
         return self.sha.hexdigest()
-
-
-def _libc_sync_file_range() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return call
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range()
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a received range to disk now (SYNC_FILE_RANGE_WRITE), without waiting.
-
-    The disk then works while later chunks arrive, so the fsync before the rename finds little
-    left to do. Durability still comes from that fsync; this only moves the work earlier.
-    """
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, length, 2)
 
 
 def crc_of_range(fd: int, offset: int, length: int) -> int:

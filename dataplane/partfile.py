@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -80,6 +81,86 @@ class PartRecord:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+# A `.part` being received is flushed to disk (fdatasync) each time this many more bytes were
+# written, so that the fsync before the rename finds little left to do.
+FLUSH_EVERY = 128 * 1024 * 1024
+
+
+class PartKeeper:
+    """Keeps a `.part` being received durable and its record current, from a thread of its own.
+
+    The receive loop only counts bytes and hands over bitmaps; it never waits on the disk.
+    Measured on this project's VM, 1 GiB received: the fsync before the rename took 1.2-1.7 s,
+    all of it after the last byte (the virtual disk flushing), and once the data was flushed
+    while it arrived, each record the loop saved waited for the flush under way (the record's
+    rename joins the file system's journal commit, which writes the part's data first): the
+    receive was paced by the disk. Here both run on the keeper's thread. The record stays a
+    hint, not a promise: a resumed file is verified whole against its SHA-256 before it is
+    renamed, so a chunk it claims that the disk lost costs a retry, never a wrong file. An
+    error (ENOSPC, EIO) is raised by the next call into the keeper, or by `close()`.
+    """
+
+    def __init__(self, fd: int, record: PartRecord, *, flush_every: int = FLUSH_EVERY) -> None:
+        self._fd = fd
+        self._record = record
+        self._flush_every = flush_every
+        self._since = 0
+        self._flush = False  # asked for, not yet started
+        self._have: bytes | None = None  # the newest bitmap to save, not yet started
+        self._closed = False
+        self._error: OSError | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="castray-part-keeper")
+        self._thread.start()
+
+    def wrote(self, n: int) -> None:
+        """`n` more bytes were written (and verified): flush once enough have gathered."""
+        self._raise()
+        self._since += n
+        if self._since >= self._flush_every:
+            self._since = 0
+            with self._cond:
+                self._flush = True
+                self._cond.notify()
+
+    def save(self, have: bytearray) -> None:
+        """Save this bitmap as the record, after the flush asked for before it."""
+        self._raise()
+        with self._cond:
+            self._have = bytes(have)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Finish what was asked for and stop (the caller closes the descriptor next)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._flush or self._have is not None or self._closed):
+                    self._cond.wait()
+                flush, have = self._flush, self._have
+                self._flush, self._have = False, None
+                if not flush and have is None:
+                    return
+            try:
+                if flush:
+                    os.fdatasync(self._fd)
+                if have is not None:
+                    self._record.save(bytearray(have))
+            except OSError as exc:
+                self._error = exc
+                return
 
 
 class PartFile:

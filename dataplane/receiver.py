@@ -9,6 +9,7 @@ The same listener takes message batches (into the inbox) and UDP-mode control co
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -22,9 +23,9 @@ from typing import Any
 from dataplane import wire
 from dataplane.contract import Hop, Results, TargetResult, fail_subtree, results_to_wire
 from dataplane.flow import Counters, Limits, Progress
-from dataplane.hashing import SLICE, SliceHasher, crc_of_range, fsync_dir, sha_of_fd, start_writeback
+from dataplane.hashing import SLICE, SliceHasher, crc_of_range, fsync_dir, sha_of_fd
 from dataplane.inbox import Inbox
-from dataplane.partfile import PartRecord
+from dataplane.partfile import PartKeeper, PartRecord
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import (
     PART_SUFFIX,
@@ -237,6 +238,7 @@ class Receiver:
         held = sum(source.chunk_len(i) for i in range(count) if wire.bit_get(have, i))
         self.progress.add_bytes(transfer, target, held)
         hasher = SliceHasher(max(1, min(SLICE, chunk_size)))
+        keeper = PartKeeper(fd, record)
         next_index = 0
         received = 0
         since_record = 0
@@ -279,7 +281,7 @@ class Receiver:
                         f"chunk {index} failed its checksum (crc32c {actual:08x}, expected {crc:08x}); "
                         "nothing was written under the final name"
                     )
-                start_writeback(fd, offset, length)
+                keeper.wrote(length)
                 if in_order:
                     next_index += 1
                 else:
@@ -290,14 +292,13 @@ class Receiver:
                 since_record += 1
                 self.progress.add_bytes(transfer, target, length, received=length)
                 if since_record >= RECORD_EVERY_CHUNKS or time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
-                    # No fdatasync here: the record is a hint for resuming, and a resumed file is
-                    # verified whole against its SHA-256 before it is renamed, so a chunk the
-                    # record claims but the disk lost only costs a retry, never a wrong file.
-                    record.save(have)
+                    keeper.save(have)
                     since_record = 0
                     recorded_at = time.monotonic()
         except BaseException:
             hasher.close()
+            with contextlib.suppress(OSError):
+                keeper.close()  # the error being raised is the one to report
             # Keep what arrived intact so that the next attempt resumes from it.
             os.fdatasync(fd)
             record.save(have)
@@ -306,6 +307,7 @@ class Receiver:
         finally:
             self.limits.streams.pop((transfer, target), None)
         streamed = hasher.close()
+        keeper.close()
         missing = count - wire.bit_count(have, count)
         if missing:
             record.save(have)

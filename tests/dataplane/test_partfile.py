@@ -1,15 +1,18 @@
-"""`PartFile`: a file received chunk by chunk (object-store and UDP modes), resumed and verified."""
+"""`PartFile`: a file received chunk by chunk (object-store and UDP modes), resumed and verified;
+`PartKeeper`: the TCP receiver's flushes and records, off its loop."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from dataplane import wire
-from dataplane.partfile import PartFile, PartRecord
+from dataplane.partfile import PartFile, PartKeeper, PartRecord
 from dataplane.storage import ManifestCache, checksum
 
 pytestmark = pytest.mark.unit
@@ -156,3 +159,60 @@ def test_abort_answers_what_the_part_holds_even_without_a_row(tmp_path: Path) ->
     assert CastNode.abort(actor, 7, 3).bytes_on_disk is None  # not asked  # type: ignore[arg-type]
     escaping = CastNode.abort(actor, 7, 3, PartOf("../x.bin", 10_000, 4096, "ab" * 32))  # type: ignore[arg-type]
     assert escaping.bytes_on_disk is None
+
+
+def keeper_for(tmp_path: Path, **kwargs: int) -> tuple[PartKeeper, PartRecord, int]:
+    record = PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA)
+    part = tmp_path / "file.bin.part"
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, DATA)
+    return PartKeeper(fd, record, **kwargs), record, fd
+
+
+def test_the_keeper_flushes_each_time_enough_bytes_were_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", flushed.append)
+    keeper, _, fd = keeper_for(tmp_path, flush_every=10)
+    keeper.wrote(6)
+    keeper.close()
+    assert flushed == []  # 6 of 10 bytes: nothing to flush yet
+    keeper = PartKeeper(fd, PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA), flush_every=10)
+    keeper.wrote(6)
+    keeper.wrote(6)  # 12 bytes: a flush, on the keeper's thread
+    deadline = time.monotonic() + 10
+    while not flushed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flushed == [fd]
+    keeper.wrote(6)
+    keeper.wrote(6)  # 12 more: another
+    keeper.close()
+    assert flushed == [fd, fd]
+    os.close(fd)
+
+
+def test_the_keeper_saves_the_newest_record_it_was_given(tmp_path: Path) -> None:
+    keeper, record, fd = keeper_for(tmp_path)
+    have = wire.new_bitmap(4)
+    for index in (0, 2):
+        wire.bit_set(have, index)
+        keeper.save(have)
+    keeper.close()
+    os.close(fd)
+    assert record.load(tmp_path / "file.bin.part") == have
+
+
+def test_a_failed_flush_is_raised_by_the_next_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    keeper, _, fd = keeper_for(tmp_path, flush_every=1)
+    keeper.wrote(1)
+    with pytest.raises(OSError) as raised:
+        keeper.close()
+    assert raised.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        keeper.wrote(1)
+    os.close(fd)

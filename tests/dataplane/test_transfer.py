@@ -246,6 +246,38 @@ def test_the_chunk_record_is_kept_while_chunks_arrive(node: Node, tmp_path: Path
     assert 4 <= held <= 8, "the receiver wrote no record while the receive was still running"
 
 
+def test_a_record_slow_to_save_does_not_hold_the_receive(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving the record can wait for a flush of the part under way: the chunks keep coming."""
+    release = threading.Event()
+    save = PartRecord.save
+
+    def slow_save(self: PartRecord, have: bytearray) -> None:
+        release.wait(10)
+        save(self, have)
+
+    monkeypatch.setattr(PartRecord, "save", slow_save)
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(64 * CHUNK))
+    results: list[Results] = []
+    sender = threading.Thread(target=lambda: results.append(send(path, node.hop(1))), daemon=True)
+    sender.start()
+    deadline = time.monotonic() + 10
+    row = None
+    while time.monotonic() < deadline:
+        row = node.progress.snapshot(1).get(1)
+        if row is not None and row.bytes_done == 64 * CHUNK:
+            break
+        time.sleep(0.01)
+    done = row.bytes_done if row else 0
+    release.set()
+    sender.join(10)
+    assert done == 64 * CHUNK, f"the receive stopped at {done} bytes while a record was being saved"
+    assert results and results[0][1].status == "completed"
+    assert (node.root / "f.bin").read_bytes() == path.read_bytes()
+
+
 def test_an_offer_signed_with_another_key_is_refused(node: Node, source: Path) -> None:
     manifest = compute_manifest(source, CHUNK)
     results = send_subtree(
