@@ -54,22 +54,29 @@ from dataplane.tree import (
 log = logging.getLogger("castray.tree")
 FRAME = 1024 * 1024  # what one frame of a large file carries
 QUEUE_FRAMES = 64  # frames a relay holds for a slow child before it slows down itself
-Frame = tuple[int, int, int, bytes]  # file index, offset, crc, data
+Frame = tuple[int, int, int, bytes | memoryview]  # file index, offset, crc, data
 
 
 def local_frames(paths: dict[int, Path], manifest: TreeManifest, limits: Limits, transfer: int) -> Iterator[Frame]:
-    """Frames of the files in `paths` (file index -> where this node holds it)."""
+    """Frames of the files in `paths` (file index -> where this node holds it).
+
+    Every frame is read into the same buffer: a frame's data is valid until the next frame
+    is taken (`send_tree` sends each before it asks for the next). A new buffer per frame cost
+    a page fault for each of its pages: a third of the actors' time on 2,000 small files.
+    """
+    buffer = memoryview(bytearray(FRAME))
     for index, path in sorted(paths.items()):
         entry = manifest.entries[index]
         with open(path, "rb", buffering=0) as handle:
             offset = 0
             while offset < entry.size:
                 limits.check(transfer)
-                data = handle.read(min(FRAME, entry.size - offset))
-                if not data:
+                got = handle.readinto(buffer[: min(FRAME, entry.size - offset)])
+                if not got:
                     raise ConnectionError(f"{entry.path} shrank while it was being sent")
+                data = buffer[:got]
                 yield index, offset, checksum(data), data
-                offset += len(data)
+                offset += got
 
 
 def send_tree(
@@ -103,7 +110,9 @@ def send_tree(
                 limits.check(transfer)
                 if limits.egress:
                     limits.egress.consume(len(data))
-                sock.sendall(wire.CHUNK.pack(index, offset, len(data), crc) + data)
+                # MSG_MORE: the header leaves with the frame's first bytes, and is not copied onto them.
+                sock.sendall(wire.CHUNK.pack(index, offset, len(data), crc), socket.MSG_MORE)
+                sock.sendall(data)
                 counters.add(transfer, len(data))
                 sent += len(data)
             else:
@@ -311,6 +320,7 @@ class TreeReceiver:
         received = 0
         open_file: tuple[int, Any, Any] | None = None  # index, handle, sha
         made: set[Path] = set()  # folders known to exist: one mkdir per folder, not per file
+        buffer = bytearray(FRAME)  # every frame is received into it (grown for a larger frame)
         try:
             with open(journal, "a") as log_file:
                 while True:
@@ -320,8 +330,10 @@ class TreeReceiver:
                     if index not in self.need or length > 64 * 1024 * 1024:
                         raise wire.ProtocolError(f"frame for file {index} that was not asked for")
                     entry = self.manifest.entries[index]
-                    data = bytearray(length)
-                    wire.recv_exact(sock, memoryview(data))
+                    if length > len(buffer):
+                        buffer = bytearray(length)
+                    data = memoryview(buffer)[:length]
+                    wire.recv_exact(sock, data)
                     self.limits.check(self.transfer)
                     if self.limits.ingress:
                         self.limits.ingress.consume(length)
