@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -84,8 +85,10 @@ class PartRecord:
 
 
 # A `.part` being received is flushed to disk (fdatasync) each time this many more bytes were
-# written, so that the fsync before the rename finds little left to do.
+# written, or this long after the last flush if any were, so that the fsync before the rename
+# finds little left to do, however fast or slow the bytes come.
 FLUSH_EVERY = 128 * 1024 * 1024
+FLUSH_SECONDS = 0.5
 
 
 class PartKeeper:
@@ -102,10 +105,21 @@ class PartKeeper:
     error (ENOSPC, EIO) is raised by the next call into the keeper, or by `close()`.
     """
 
-    def __init__(self, fd: int, record: PartRecord, *, flush_every: int = FLUSH_EVERY) -> None:
+    def __init__(
+        self,
+        fd: int,
+        record: PartRecord,
+        *,
+        flush_every: int = FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fd = fd
         self._record = record
         self._flush_every = flush_every
+        self._flush_seconds = flush_seconds
+        self._clock = clock
+        self._flushed_at = clock()
         self._since = 0
         self._flush = False  # asked for, not yet started
         self._have: bytes | None = None  # the newest bitmap to save, not yet started
@@ -116,11 +130,13 @@ class PartKeeper:
         self._thread.start()
 
     def wrote(self, n: int) -> None:
-        """`n` more bytes were written (and verified): flush once enough have gathered."""
+        """`n` more bytes were written (and verified): flush once enough have gathered, or time."""
         self._raise()
         self._since += n
-        if self._since >= self._flush_every:
+        now = self._clock()
+        if self._since >= self._flush_every or (self._since and now - self._flushed_at >= self._flush_seconds):
             self._since = 0
+            self._flushed_at = now
             with self._cond:
                 self._flush = True
                 self._cond.notify()

@@ -8,6 +8,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,11 +162,22 @@ def test_abort_answers_what_the_part_holds_even_without_a_row(tmp_path: Path) ->
     assert escaping.bytes_on_disk is None
 
 
-def keeper_for(tmp_path: Path, **kwargs: int) -> tuple[PartKeeper, PartRecord, int]:
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def keeper_for(tmp_path: Path, **kwargs: Any) -> tuple[PartKeeper, PartRecord, int]:
     record = PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA)
     part = tmp_path / "file.bin.part"
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     os.write(fd, DATA)
+    kwargs.setdefault("clock", Clock())
     return PartKeeper(fd, record, **kwargs), record, fd
 
 
@@ -178,7 +190,7 @@ def test_the_keeper_flushes_each_time_enough_bytes_were_written(
     keeper.wrote(6)
     keeper.close()
     assert flushed == []  # 6 of 10 bytes: nothing to flush yet
-    keeper = PartKeeper(fd, PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA), flush_every=10)
+    keeper = PartKeeper(fd, PartRecord.of(tmp_path, NAME, len(DATA), CHUNK, SHA), flush_every=10, clock=Clock())
     keeper.wrote(6)
     keeper.wrote(6)  # 12 bytes: a flush, on the keeper's thread
     deadline = time.monotonic() + 10
@@ -189,6 +201,25 @@ def test_the_keeper_flushes_each_time_enough_bytes_were_written(
     keeper.wrote(6)  # 12 more: another
     keeper.close()
     assert flushed == [fd, fd]
+    os.close(fd)
+
+
+def test_the_keeper_flushes_what_came_slowly_once_enough_time_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A capped receive gathers few bytes a second: its part is flushed by time, not size."""
+    flushed: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", flushed.append)
+    clock = Clock()
+    keeper, _, fd = keeper_for(tmp_path, flush_every=1000, flush_seconds=0.5, clock=clock)
+    keeper.wrote(10)
+    clock.now += 0.4
+    keeper.wrote(10)  # 20 bytes in 0.4 s: not yet
+    clock.now += 0.2
+    keeper.wrote(10)  # 0.6 s since the last flush: now
+    clock.now += 5
+    keeper.close()  # nothing written since: no flush for time alone
+    assert flushed == [fd]
     os.close(fd)
 
 
