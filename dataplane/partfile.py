@@ -99,10 +99,10 @@ class PartKeeper:
     all of it after the last byte (the virtual disk flushing), and once the data was flushed
     while it arrived, each record the loop saved (a small file written and renamed) waited
     for the flush under way: the receive was paced by the disk. Here both run on the
-    keeper's thread, and the receive went at full speed. The record stays a
-    hint, not a promise: a resumed file is verified whole against its SHA-256 before it is
-    renamed, so a chunk it claims that the disk lost costs a retry, never a wrong file. An
-    error (ENOSPC, EIO) is raised by the next call into the keeper, or by `close()`.
+    keeper's thread, and the receive went at full speed. The record stays a hint, not a
+    promise: a resumed file is verified whole against its SHA-256 before it is renamed, so a
+    chunk it claims that the disk lost costs a retry, never a wrong file. An error (ENOSPC,
+    EIO) is raised by the next call into the keeper, or by `close()`.
     """
 
     def __init__(
