@@ -87,10 +87,17 @@ class NodeSteps:
                 # A local Ray started here runs every actor on this machine: nothing outside it
                 # needs to reach their ports, so they listen on loopback only.
                 bind_address=LOOPBACK if self.local_ray else None,
+                nice=settings.CASTRAY_LOCAL_NODE_NICE if self.on_this_host(node) else 0,
             )
         )
         self.actors[node.pk] = handle
         return handle
+
+    def on_this_host(self, node: Node) -> bool:
+        """Whether the node's actor runs on this worker's host (a local Ray runs them all here)."""
+        import ray
+
+        return self.local_ray or node.ray_node_id == ray.get_runtime_context().get_node_id()
 
     def stop_actor(self, node_id: int) -> bool:
         """Kill the node's actor; return whether this worker had one."""

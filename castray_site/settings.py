@@ -223,6 +223,9 @@ CASTRAY_OFFLINE_AFTER_SECONDS = env_float("CASTRAY_OFFLINE_AFTER_SECONDS", 10.0,
 CASTRAY_PROGRESS_INTERVAL = env_float("CASTRAY_PROGRESS_INTERVAL", 0.5, minimum=0.05)
 CASTRAY_MAX_ACTIVE_TRANSFERS = env_int("CASTRAY_MAX_ACTIVE_TRANSFERS", 8, minimum=1)
 CASTRAY_IO_TIMEOUT = env_float("CASTRAY_IO_TIMEOUT", 60.0, minimum=1.0)
+# Niceness of the node actors on the worker's own host (the server's, in the default setup):
+# their bulk bytes give way to the API and the feed. Actors on other hosts run at 0.
+CASTRAY_LOCAL_NODE_NICE = env_int("CASTRAY_LOCAL_NODE_NICE", 10, minimum=0)
 CASTRAY_MAX_UPLOAD_SIZE = env_size("CASTRAY_MAX_UPLOAD_SIZE", 10 * 1024**3)
 # Casting defaults (each can be set per node or per cast).
 CASTRAY_DEFAULT_FAN_OUT = env_int("CASTRAY_DEFAULT_FAN_OUT", 1, minimum=1)

@@ -37,7 +37,7 @@ from dataplane.object_store import StoreReceiver, store_cast
 from dataplane.origin import OriginCache
 from dataplane.origin_url import parse_origin
 from dataplane.partfile import PartRecord, remove_part, stale_parts
-from dataplane.process import return_freed_memory_to_the_os, run_at_normal_priority
+from dataplane.process import return_freed_memory_to_the_os, run_at_priority
 from dataplane.receiver import NameLocks, Receiver
 from dataplane.sender import ChunkSource, send_children
 from dataplane.storage import META_DIR, PART_SUFFIX, Manifest, ManifestCache, manifest_for, resolve_in
@@ -81,11 +81,12 @@ class CastNode:
         io_timeout: float = 60.0,
         bind_address: str | None = None,
         inbox_size: int = 1000,
+        nice: int = 0,
     ) -> None:
         import ray  # only inside the actor: the control plane imports this module's helpers
 
         return_freed_memory_to_the_os()
-        run_at_normal_priority()
+        run_at_priority(nice)
         self.name = name
         self.root = Path(storage_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)

@@ -21,17 +21,28 @@ def return_freed_memory_to_the_os() -> None:
         pass
 
 
-def run_at_normal_priority() -> None:
-    """Undo the niceness Ray gives its workers (15), where the process may.
+def run_at_priority(nice: int = 0) -> None:
+    """Run every thread of this process at niceness `nice`, where the process may.
 
     Ray starts worker processes at nice 15 so that its own services come first. A node actor
     is the data plane: at 15, next to anything at normal priority (a training job, a server,
     another test run) it gets a few percent of a core, casts slow to a crawl and caps are not
-    reached. Raising a process's priority needs CAP_SYS_NICE (root has it); without it the
-    actor keeps Ray's niceness (start the raylet with RAY_worker_niceness=0 instead).
+    reached, so a node actor runs at 0 by default. One on the control plane's own host runs
+    a little nicer (the worker passes `CASTRAY_LOCAL_NODE_NICE`): bulk bytes then wait for
+    the API and the feed, not the other way round.
+
+    Linux keeps a niceness per thread, and a new thread takes its creator's: every thread
+    there is now is set, so the ones started later (a receive, a send, a hasher) follow.
+    Raising a priority needs CAP_SYS_NICE (root has it); without it an actor keeps Ray's
+    niceness (start the raylet with RAY_worker_niceness=0 instead).
     """
     try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:
-        pass
+        threads = [0]  # no /proc: the calling thread
+    for tid in threads:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) != nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            pass  # gone since, or not allowed

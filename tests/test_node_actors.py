@@ -41,6 +41,27 @@ def test_actors_listen_on_loopback_when_castray_started_ray_itself(worker, nodes
     assert {n.address for n in Node.objects.filter(name__in=nodes)} == {"127.0.0.1"}
 
 
+def _thread_nices(pid: int) -> set[int]:
+    nices = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        nices.add(int(stat.rsplit(")", 1)[1].split()[16]))
+    return nices
+
+
+def test_actors_on_the_workers_host_give_the_cpu_to_the_control_plane(worker, nodes, settings) -> None:
+    # Every thread, the data plane's included, at CASTRAY_LOCAL_NODE_NICE: the server's API
+    # and feed come first on a shared host (castray_bench load).
+    node = Node.objects.get(name="node_1")
+    random_file(nodes["node_1"], "n.bin", 1024 * 1024)
+    transfer = transfer_create(source=nodes["node_1"], file_name="n.bin", targets=[nodes["node_2"]])
+    assert worker.run_until(finished(transfer), timeout=60)
+    assert _thread_nices(node.actor_pid) == {settings.CASTRAY_LOCAL_NODE_NICE} == {10}
+
+
 def _named_actors() -> set[str]:
     import ray
 

@@ -2,12 +2,20 @@
 payload from its row, and the one helper that sends them.
 
 The database is the truth; these only notify. Events go out after the transaction commits,
-to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. Progress is throttled here
-(at most a few events per second per transfer, see `MIN_PROGRESS_INTERVAL`, and one a
-second to the dashboards' `status` group, `FEED_PROGRESS_INTERVAL`); an event that
-changes anything but bytes, rates and samples (a status, a parent, the tree, the checksum)
-always goes out, so a client never misses a state, only intermediate bytes. The latest
-progress held back goes out when the interval ends, so the last bytes are never missed.
+to channel-layer groups `status`, `transfer-<id>` and `node-<id>`. They are throttled here,
+per transfer and group:
+
+- `transfer-<id>` (a transfer's page): progress-only events closer together than
+  `MIN_PROGRESS_INTERVAL` are held back; an event that changes anything but bytes, rates
+  and samples (a status, a parent, the tree, the checksum) always goes out, so the page
+  never misses a state, only intermediate bytes.
+- `status` (every `/ws` dashboard): at most one event per transfer per `FEED_INTERVAL`,
+  whatever it changes, except the cast's end (completed, partial, failed, cancelled),
+  which goes out at once. A dashboard may skip a state that lasted less than the
+  interval (planned, then running), never the latest one.
+
+The latest event held back goes out when its interval ends, unless a newer one went out
+first, so the last state and bytes are never missed.
 
 A `transfer.update` carries what the transfer page shows, so the page fills in as the cast
 runs: the size and SHA-256 once the source answered, the tree once the worker planned it,
@@ -54,10 +62,13 @@ STATUS_GROUP = "status"
 # Progress-only events for one transfer closer together than this are held back (per process):
 # only the latest goes out, when the interval ends.
 MIN_PROGRESS_INTERVAL = 0.25
-# The same for the `status` group: every `/ws` dashboard gets each of its events, and at
-# 500 of them four progress events a second kept the server's loop busy relaying bytes
-# no dashboard needs that often (the transfer page keeps the faster rate).
-FEED_PROGRESS_INTERVAL = 1.0
+# Any event but a cast's end, for the `status` group. Every `/ws` dashboard gets each of its
+# events: at 500 dashboards one event is 500 WebSocket sends on the server's loop, some
+# 50-100 ms of it on two cores, and the five state changes of a cast's first half second
+# (claimed, sized, planned, each target receiving) held API requests up for that long.
+FEED_INTERVAL = 1.0
+# A cast's statuses that end it (Transfer.FINAL; models import this module).
+FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
 # Samples per target an event carries; the page adds the ones it has not seen.
 RECENT_SAMPLES = 3
 
@@ -208,10 +219,10 @@ def _shape(event: TransferEvent) -> str:
 
 class _Throttle:
     """Per group and transfer: when its last event went out, what it said besides progress, and
-    the latest progress event held back since.
+    the latest event held back since.
 
     A held event goes out when its interval ends unless a newer one went out first, so the
-    last progress before a pause is never lost: the page shows it during the pause, not the
+    last state before a pause is never lost: the page shows it during the pause, not the
     bytes of a quarter of a second earlier.
     """
 
@@ -223,12 +234,12 @@ class _Throttle:
     def allow(self, event: TransferEvent, group: str) -> bool:
         """True: send `event` now. False: it is held, and sent when the interval ends."""
         shape = _shape(event)
-        interval = FEED_PROGRESS_INTERVAL if group == STATUS_GROUP else MIN_PROGRESS_INTERVAL
         now = time.monotonic()
         key = (group, event["transfer"])
+        interval = FEED_INTERVAL if group == STATUS_GROUP else MIN_PROGRESS_INTERVAL
         with self.lock:
             last = self.sent.get(key)
-            if last and last[1] == shape and now - last[0] < interval:
+            if last is not None and now - last[0] < interval and self._may_wait(event, group, last[1], shape):
                 if key not in self.held:
                     timer = threading.Timer(last[0] + interval - now, self._release, (key,))
                     timer.daemon = True
@@ -240,6 +251,12 @@ class _Throttle:
             self.sent[key] = (now, shape)
             self.held.pop(key, None)  # this one is newer
             return True
+
+    @staticmethod
+    def _may_wait(event: TransferEvent, group: str, last_shape: str, shape: str) -> bool:
+        if group == STATUS_GROUP:
+            return event["status"] not in FINAL_STATUSES  # a dashboard: anything but the end
+        return shape == last_shape  # a transfer's page: progress only
 
     def _release(self, key: tuple[str, int]) -> None:
         with self.lock:

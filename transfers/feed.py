@@ -33,6 +33,10 @@ from transfers.selectors import status_snapshot
 MAX_LABELS = 1000
 # Node and cluster events arriving within this window give one status_update.
 STATUS_COALESCE_SECONDS = 0.3
+# Sends of one message to the clients before the loop's other work gets a turn: at 500
+# clients one message held the loop for 50-100 ms, and every request that arrived meanwhile
+# waited that long.
+SENDS_BETWEEN_TURNS = 50
 # The relay joins the group again this often: channel layers expire group memberships.
 RELAY_REJOIN_SECONDS = 3600.0
 
@@ -162,11 +166,13 @@ class Feed:
         await self.send_all(await self.snapshot.get(heard))
 
     async def send_all(self, text: str) -> None:
-        for client in list(self.clients):
+        for n, client in enumerate(list(self.clients), 1):
             try:
                 await client.send(text_data=text)
             except Exception:  # noqa: BLE001 - a client going away must not stop the others
                 self.clients.discard(client)
+            if n % SENDS_BETWEEN_TURNS == 0:
+                await asyncio.sleep(0)  # the loop's other work (HTTP requests) takes its turn
 
     async def transfer_labels(self, transfer_id: int) -> dict[str, str]:
         """What a dashboard shows of a cast besides its event, read once per process, not per client."""
