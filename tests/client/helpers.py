@@ -80,7 +80,11 @@ class StallingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the server behind it has stopped (its test is over)
+                client.close()
+                continue
             self.sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, self.budget), daemon=True).start()
@@ -135,7 +139,11 @@ class FlakyProxy:
                 client.recv(65536)  # the request arrives; the answer never does
                 client.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the server behind it has stopped (its test is over)
+                client.close()
+                continue
             self.sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
