@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from transfers import events
-from transfers.events import FINAL_STATUSES, STATUS_GROUP, TransferEvent, transfer_group
-from transfers.models import Transfer
+from transfers.events import FINAL_STATUSES, STATUS_GROUP, TARGET_FINAL_STATUSES, TransferEvent, transfer_group
+from transfers.feed import Feed
+from transfers.models import Target, Transfer
 
 
 def _event(status: str, target: str = "pending", done: int = 0) -> TransferEvent:
@@ -55,6 +56,7 @@ def released(monkeypatch) -> list[tuple[str, Any]]:
 
 def test_the_final_statuses_are_the_models() -> None:
     assert set(Transfer.FINAL) == FINAL_STATUSES
+    assert set(Target.FINAL) == TARGET_FINAL_STATUSES
 
 
 def test_the_dashboards_hear_one_event_per_interval_and_the_latest_state_after(monkeypatch, released) -> None:
@@ -90,3 +92,30 @@ def test_a_transfers_page_hears_every_state_and_progress_four_times_a_second(rel
     assert throttle.allow(_event("running"), page)
     assert throttle.allow(_event("running", target="receiving"), page)
     assert not throttle.allow(_event("running", target="receiving", done=10), page)  # progress only
+
+
+@pytest.mark.asyncio
+async def test_the_dashboards_get_a_status_snapshot_when_counts_can_move_not_per_target_step(monkeypatch) -> None:
+    feed = Feed()
+    snapshots, sent = [], []
+
+    async def labels(transfer_id: int) -> dict[str, str]:
+        return {}
+
+    async def send_all(text: str) -> None:
+        sent.append(text)
+
+    monkeypatch.setattr(feed, "transfer_labels", labels)
+    monkeypatch.setattr(feed, "send_all", send_all)
+    monkeypatch.setattr(feed, "status_changed", lambda: snapshots.append(1))
+    for event, counts_move in [
+        (_event("running"), True),  # the cast started
+        (_event("running", target="receiving"), False),
+        (_event("running", target="verifying", done=100), False),
+        (_event("running", target="completed", done=100), True),  # its node's receipt ended
+        (_event("completed", target="completed", done=100), True),
+    ]:
+        before = len(snapshots)
+        await feed.relay_event(dict(event))
+        assert len(snapshots) - before == counts_move, event["targets"][0]["status"]
+    assert len(sent) == 5  # every event itself reaches the dashboards

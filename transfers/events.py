@@ -67,8 +67,10 @@ MIN_PROGRESS_INTERVAL = 0.25
 # 50-100 ms of it on two cores, and the five state changes of a cast's first half second
 # (claimed, sized, planned, each target receiving) held API requests up for that long.
 FEED_INTERVAL = 1.0
-# A cast's statuses that end it (Transfer.FINAL; models import this module).
+# A cast's statuses that end it, and a target's (Transfer.FINAL, Target.FINAL; models import
+# this module).
 FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
+TARGET_FINAL_STATUSES = frozenset({"completed", "skipped", "failed", "cancelled"})
 # Samples per target an event carries; the page adds the ones it has not seen.
 RECENT_SAMPLES = 3
 

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 
 from transfers.events import (
     STATUS_GROUP,
+    TARGET_FINAL_STATUSES,
     StatusUpdateMessage,
     TransferActivity,
     TransferActivityMessage,
@@ -103,7 +104,7 @@ class Feed:
         self.labels: dict[int, asyncio.Future[dict[str, str]]] = {}
         self.clients: set[Client] = set()
         self.relay: asyncio.Task[None] | None = None
-        self.statuses: dict[int, tuple[str, ...]] = {}  # per cast: its status and its targets'
+        self.statuses: dict[int, tuple[str | bool, ...]] = {}  # per cast: its status, which targets ended
         self.status_due: asyncio.Task[None] | None = None
 
     async def join(self, client: Client) -> None:
@@ -147,9 +148,10 @@ class Feed:
         }
         message: TransferActivityMessage = {"type": "transfer_activity", "data": data}
         await self.send_all(json.dumps(message))
-        # A cast that starts, a target that finishes: nodes' active counts move, and the
-        # dashboard shows them from the status snapshot, not from this event.
-        statuses = (event["status"], *(t["status"] for t in event["targets"]))
+        # A cast that starts or ends, a target that finishes: nodes' active counts move, and
+        # the dashboard shows them from the status snapshot, not from this event. A target
+        # that starts receiving or verifying moves no count: no snapshot for 500 clients.
+        statuses = (event["status"], *(t["status"] in TARGET_FINAL_STATUSES for t in event["targets"]))
         if self.statuses.get(transfer_id) != statuses:
             if len(self.statuses) > MAX_LABELS:
                 self.statuses.clear()
