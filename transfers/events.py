@@ -25,7 +25,7 @@ What clients receive (transfers/consumers.py):
 
 - `/ws` (dashboards; the earlier CastRay's feed). On connect: `{"type": "status_update",
   "data": <status snapshot>}`. Then `transfer.update` -> `{"type": "transfer_activity",
-  "data": TransferActivity}`, and when a cast's or a target's status changed, a fresh
+  "data": TransferActivity}`, and when a cast started or ended or a target ended, a fresh
   `status_update` (nodes' active counts moved); `node.update` and `cluster.update` -> a fresh
   `status_update`. Several in a burst give one `status_update`.
 - `/ws/transfers/<id>` (transfer page). On connect the transfer's current `transfer.update`;
