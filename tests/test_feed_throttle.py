@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from transfers import events
-from transfers.events import FINAL_STATUSES, STATUS_GROUP, TARGET_FINAL_STATUSES, TransferEvent, transfer_group
+from transfers.events import STATUS_GROUP, TransferEvent, transfer_group
 from transfers.feed import Feed
-from transfers.models import Target, Transfer
 
 
 def _event(status: str, target: str = "pending", done: int = 0) -> TransferEvent:
@@ -52,11 +51,6 @@ def released(monkeypatch) -> list[tuple[str, Any]]:
     sent: list[tuple[str, Any]] = []
     monkeypatch.setattr(events, "_send", lambda group, event: sent.append((group, event)))
     return sent
-
-
-def test_the_final_statuses_are_the_models() -> None:
-    assert set(Transfer.FINAL) == FINAL_STATUSES
-    assert set(Target.FINAL) == TARGET_FINAL_STATUSES
 
 
 def test_the_dashboards_hear_one_event_per_interval_and_the_latest_state_after(monkeypatch, released) -> None:

@@ -45,10 +45,9 @@ def _thread_nices(pid: int) -> set[int]:
     nices = set()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            nices.add(os.getpriority(os.PRIO_PROCESS, int(tid)))
         except OSError:
             continue  # ended meanwhile
-        nices.add(int(stat.rsplit(")", 1)[1].split()[16]))
     return nices
 
 

@@ -67,10 +67,6 @@ MIN_PROGRESS_INTERVAL = 0.25
 # 50-100 ms of it on two cores, and the five state changes of a cast's first half second
 # (claimed, sized, planned, each target receiving) held API requests up for that long.
 FEED_INTERVAL = 1.0
-# A cast's statuses that end it, and a target's (Transfer.FINAL, Target.FINAL; models import
-# this module).
-FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
-TARGET_FINAL_STATUSES = frozenset({"completed", "skipped", "failed", "cancelled"})
 # Samples per target an event carries; the page adds the ones it has not seen.
 RECENT_SAMPLES = 3
 
@@ -257,7 +253,9 @@ class _Throttle:
     @staticmethod
     def _may_wait(event: TransferEvent, group: str, last_shape: str, shape: str) -> bool:
         if group == STATUS_GROUP:
-            return event["status"] not in FINAL_STATUSES  # a dashboard: anything but the end
+            from transfers.models import Transfer  # here: models import this module
+
+            return event["status"] not in Transfer.FINAL  # a dashboard: anything but the end
         return shape == last_shape  # a transfer's page: progress only
 
     def _release(self, key: tuple[str, int]) -> None:

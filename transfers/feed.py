@@ -22,12 +22,11 @@ from channels.layers import get_channel_layer
 
 from transfers.events import (
     STATUS_GROUP,
-    TARGET_FINAL_STATUSES,
     StatusUpdateMessage,
     TransferActivity,
     TransferActivityMessage,
 )
-from transfers.models import Transfer
+from transfers.models import Target, Transfer
 from transfers.selectors import status_snapshot
 
 # A cast's labels never change; the most the cache keeps before it starts over.
@@ -151,7 +150,7 @@ class Feed:
         # A cast that starts or ends, a target that finishes: nodes' active counts move, and
         # the dashboard shows them from the status snapshot, not from this event. A target
         # that starts receiving or verifying moves no count: no snapshot for 500 clients.
-        statuses = (event["status"], *(t["status"] in TARGET_FINAL_STATUSES for t in event["targets"]))
+        statuses = (event["status"], *(t["status"] in Target.FINAL for t in event["targets"]))
         if self.statuses.get(transfer_id) != statuses:
             if len(self.statuses) > MAX_LABELS:
                 self.statuses.clear()
